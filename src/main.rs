@@ -1,0 +1,53 @@
+//! `palisade`: the binary. Parses the command line and hands each subcommand to its
+//! module under `cmd/`. Errors surface here through `anyhow`, with their full context.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "Kubernetes NetworkPolicy enforcement on DPDK")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (with no arguments: software mode on two net_tap ports).
+    Run(cmd::run::Args),
+    /// Offline: the compiled snapshot's verdict for each probe (JSON lines).
+    Verdicts(cmd::verdicts::Args),
+    /// Offline: explain in words why a connection is allowed or denied.
+    Explain(cmd::explain::Args),
+    /// CN2-style tables: tags, address groups, firewall rules, policy sets.
+    Rules(cmd::rules::Args),
+    /// Pod x pod reachability grid (text, HTML or SVG).
+    Matrix(cmd::matrix::Args),
+    /// Run the real worker pipeline over a pcap (DPDK net_pcap vdevs).
+    Replay(cmd::replay::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => cmd::run::main(cmd::run::Args::default_software_mode()),
+        Some(Command::Run(a)) => cmd::run::main(a),
+        Some(Command::Verdicts(a)) => cmd::verdicts::main(a),
+        Some(Command::Explain(a)) => cmd::explain::main(a),
+        Some(Command::Rules(a)) => cmd::rules::main(a),
+        Some(Command::Matrix(a)) => cmd::matrix::main(a),
+        Some(Command::Replay(a)) => cmd::replay::main(a),
+    };
+    if let Err(e) = result {
+        eprintln!("palisade: error: {e:#}");
+        std::process::exit(1);
+    }
+}
