@@ -17,3 +17,4 @@ pub mod compile;
 pub mod cn2;
 pub mod render;
 pub mod probes;
+pub mod stream;
