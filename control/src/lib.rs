@@ -18,3 +18,4 @@ pub mod cn2;
 pub mod render;
 pub mod probes;
 pub mod stream;
+pub mod telemetry;
