@@ -1,1 +1,261 @@
-//! (being written)
+//! The compiled policy snapshot: an immutable, generation-stamped lookup structure the
+//! workers consult for every new flow, built by `control` through [`SnapshotBuilder`].
+//!
+//! Layout (all flat arrays, shared between pods):
+//! - address → endpoint or node: one hash map per family keyed by the integer address;
+//! - endpoint → per direction either "not isolated" or (rule set, isolation rule);
+//! - rule set → disjoint address segments covering the whole address space (binary
+//!   search on the segment starts), each pointing at an interned port list;
+//! - port list → a few `(protocol, port range, rule)` entries, most specific first,
+//!   already reduced to the lowest (first) allowing rule per port.
+//!
+//! A lookup is therefore two hash probes, at most two binary searches and two short
+//! linear scans; it allocates nothing and touches no string.
+
+mod addr;
+mod builder;
+
+pub use addr::{AddressSet, Interval};
+pub use builder::{AddrSetId, BuildError, Isolation, NodeId, PortMatch, RuleSetEntry, RuleSetId, SnapshotBuilder};
+
+use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
+use hashbrown::HashMap;
+use std::net::IpAddr;
+
+/// Protocol value of a port-list entry that matches every protocol (a rule without
+/// `ports`). 255 is IANA-reserved, so no real packet carries it.
+pub const ANY_PROTO: u8 = 255;
+
+/// "No value" in the u32 index fields below.
+const NONE: u32 = u32::MAX;
+/// Marks an address-map value as a node id rather than an endpoint id.
+const NODE_BIT: u32 = 1 << 31;
+
+/// A pod endpoint as the lookup sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) node: u32,
+    /// Rule set deciding traffic *to* this endpoint, or `NONE` when not isolated.
+    pub(crate) ingress: u32,
+    /// Rule set deciding traffic *from* this endpoint, or `NONE` when not isolated.
+    pub(crate) egress: u32,
+    pub(crate) ingress_default: RuleId,
+    pub(crate) egress_default: RuleId,
+}
+
+/// One entry of a port list: `proto` (or `ANY_PROTO`) with destination ports
+/// `lo..=hi` is allowed by `rule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PortEntry {
+    pub(crate) proto: u8,
+    pub(crate) lo: u16,
+    pub(crate) hi: u16,
+    pub(crate) rule: RuleId,
+}
+
+/// Where a rule set's segments live in the shared segment arrays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RuleSetLayout {
+    pub(crate) v4_start: u32,
+    pub(crate) v4_len: u32,
+    pub(crate) v6_start: u32,
+    pub(crate) v6_len: u32,
+}
+
+/// Sizes of a snapshot, for `palisade stats` and the bench report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub endpoints: usize,
+    pub endpoint_addresses: usize,
+    pub nodes: usize,
+    pub rules: usize,
+    pub rule_sets: usize,
+    pub segments_v4: usize,
+    pub segments_v6: usize,
+    pub port_lists: usize,
+    pub port_entries: usize,
+    /// Estimated heap bytes held by the lookup structures and rule names.
+    pub memory_bytes: usize,
+}
+
+/// An immutable compiled policy snapshot. See the module doc for its layout.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub(crate) generation: u64,
+    pub(crate) addr_v4: HashMap<u32, u32>,
+    pub(crate) addr_v6: HashMap<u128, u32>,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) nodes: usize,
+    pub(crate) rule_sets: Vec<RuleSetLayout>,
+    pub(crate) seg_v4_start: Vec<u32>,
+    pub(crate) seg_v4_list: Vec<u32>,
+    pub(crate) seg_v6_start: Vec<u128>,
+    pub(crate) seg_v6_list: Vec<u32>,
+    /// Port list `i` is `port_entries[list_bounds[i]..list_bounds[i + 1]]`.
+    pub(crate) list_bounds: Vec<u32>,
+    pub(crate) port_entries: Vec<PortEntry>,
+    pub(crate) rule_names: String,
+    /// Rule `i`'s name is `rule_names[name_bounds[i]..name_bounds[i + 1]]`.
+    pub(crate) name_bounds: Vec<u32>,
+}
+
+/// The two ends of a classification as the address maps resolved them.
+#[derive(Clone, Copy)]
+enum End {
+    Unknown,
+    Node(u32),
+    Pod(u32),
+}
+
+impl Snapshot {
+    /// A snapshot with no endpoints: everything is allowed as not policed.
+    pub fn empty(generation: u64) -> Snapshot {
+        SnapshotBuilder::new(generation).build()
+    }
+
+    /// The name of rule `id` (CN2 scheme, given by the compiler); "" for an unknown id.
+    pub fn rule_name(&self, id: RuleId) -> &str {
+        let i = id as usize;
+        if i + 1 >= self.name_bounds.len() {
+            return "";
+        }
+        &self.rule_names[self.name_bounds[i] as usize..self.name_bounds[i + 1] as usize]
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.name_bounds.len().saturating_sub(1)
+    }
+
+    pub fn stats(&self) -> SnapshotStats {
+        fn vec_bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
+            // hashbrown: one control byte per bucket plus the (K, V) slot.
+            let buckets = if m.capacity() == 0 { 0 } else { (m.capacity() * 8 / 7).next_power_of_two() };
+            buckets * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        let memory_bytes = map_bytes(&self.addr_v4)
+            + map_bytes(&self.addr_v6)
+            + vec_bytes(&self.endpoints)
+            + vec_bytes(&self.rule_sets)
+            + vec_bytes(&self.seg_v4_start)
+            + vec_bytes(&self.seg_v4_list)
+            + vec_bytes(&self.seg_v6_start)
+            + vec_bytes(&self.seg_v6_list)
+            + vec_bytes(&self.list_bounds)
+            + vec_bytes(&self.port_entries)
+            + self.rule_names.capacity()
+            + vec_bytes(&self.name_bounds);
+        let endpoint_addresses = self.addr_v4.values().chain(self.addr_v6.values()).filter(|v| *v & NODE_BIT == 0).count();
+        SnapshotStats {
+            endpoints: self.endpoints.len(),
+            endpoint_addresses,
+            nodes: self.nodes,
+            rules: self.rule_count(),
+            rule_sets: self.rule_sets.len(),
+            segments_v4: self.seg_v4_start.len(),
+            segments_v6: self.seg_v6_start.len(),
+            port_lists: self.list_bounds.len().saturating_sub(1),
+            port_entries: self.port_entries.len(),
+            memory_bytes,
+        }
+    }
+
+    #[inline]
+    fn end(&self, a: IpAddr) -> End {
+        let v = match a {
+            IpAddr::V4(a) => self.addr_v4.get(&u32::from(a)),
+            IpAddr::V6(a) => self.addr_v6.get(&u128::from(a)),
+        };
+        match v {
+            None => End::Unknown,
+            Some(&v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
+            Some(&v) => End::Pod(v),
+        }
+    }
+
+    /// The first rule of rule set `set` that allows `remote` with `proto`/`port`.
+    #[inline]
+    fn allowing_rule(&self, set: u32, remote: IpAddr, proto: u8, port: u16) -> Option<RuleId> {
+        let layout = &self.rule_sets[set as usize];
+        let list = match remote {
+            IpAddr::V4(a) => {
+                let lo = layout.v4_start as usize;
+                let starts = &self.seg_v4_start[lo..lo + layout.v4_len as usize];
+                let a = u32::from(a);
+                // Segments start at 0, so the partition point is at least 1.
+                let i = starts.partition_point(|&s| s <= a);
+                self.seg_v4_list[lo + i - 1]
+            }
+            IpAddr::V6(a) => {
+                let lo = layout.v6_start as usize;
+                let starts = &self.seg_v6_start[lo..lo + layout.v6_len as usize];
+                let a = u128::from(a);
+                let i = starts.partition_point(|&s| s <= a);
+                self.seg_v6_list[lo + i - 1]
+            }
+        };
+        if list == NONE {
+            return None;
+        }
+        let entries = &self.port_entries
+            [self.list_bounds[list as usize] as usize..self.list_bounds[list as usize + 1] as usize];
+        // Entries are ordered so that the first match is the lowest allowing rule:
+        // protocol-specific disjoint ranges first, the any-protocol entry (if any) last.
+        entries
+            .iter()
+            .find(|e| (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi)
+            .map(|e| e.rule)
+    }
+
+    /// One side's decision: `(allowed, deciding rule)`.
+    #[inline]
+    fn side(&self, set: u32, default: RuleId, remote: IpAddr, proto: u8, port: u16) -> (bool, RuleId) {
+        if set == NONE {
+            return (true, NO_RULE);
+        }
+        match self.allowing_rule(set, remote, proto, port) {
+            Some(r) => (true, r),
+            None => (false, default),
+        }
+    }
+}
+
+impl Classifier for Snapshot {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    #[inline]
+    fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
+        let (s, d) = (self.end(src), self.end(dst));
+        let host_or_self = Verdict { action: Action::Allow, reason: Reason::HostOrSelf, egress_rule: NO_RULE, ingress_rule: NO_RULE };
+        let (src_ep, dst_ep) = match (s, d) {
+            (End::Pod(a), End::Pod(b)) if a == b => return host_or_self,
+            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => return host_or_self,
+            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => return host_or_self,
+            (End::Pod(a), End::Pod(b)) => (Some(&self.endpoints[a as usize]), Some(&self.endpoints[b as usize])),
+            (End::Pod(a), _) => (Some(&self.endpoints[a as usize]), None),
+            (_, End::Pod(b)) => (None, Some(&self.endpoints[b as usize])),
+            _ => return Verdict::NOT_POLICED,
+        };
+        let (egress_ok, egress_rule) = match src_ep {
+            Some(e) => self.side(e.egress, e.egress_default, dst, proto, dst_port),
+            None => (true, NO_RULE),
+        };
+        let (ingress_ok, ingress_rule) = match dst_ep {
+            Some(e) => self.side(e.ingress, e.ingress_default, src, proto, dst_port),
+            None => (true, NO_RULE),
+        };
+        let (action, reason) = match (egress_ok, ingress_ok) {
+            (true, true) => (Action::Allow, Reason::Allowed),
+            (false, _) => (Action::Deny, Reason::DeniedByEgress),
+            (true, false) => (Action::Deny, Reason::DeniedByIngress),
+        };
+        Verdict { action, reason, egress_rule, ingress_rule }
+    }
+}
+
+#[cfg(test)]
+mod tests;

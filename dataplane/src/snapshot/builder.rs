@@ -1,0 +1,340 @@
+//! Building a [`Snapshot`]: the small API the control plane's compiler uses. Ids handed
+//! out by the builder are only valid for that builder; passing a foreign id panics.
+//!
+//! Rule sets are turned into lookup segments by a sweep over the address space: every
+//! entry's intervals become start/end events, and at each boundary the entries active
+//! there (ordered by rule id) are reduced to a port list in which the first match is
+//! the lowest allowing rule. Identical rule sets and identical port lists are shared.
+
+use super::{AddressSet, Endpoint, PortEntry, RuleSetLayout, Snapshot, ANY_PROTO, NODE_BIT, NONE};
+use crate::verdict::RuleId;
+use hashbrown::HashMap;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+pub type NodeId = u32;
+pub type AddrSetId = u32;
+pub type RuleSetId = u32;
+
+/// How one direction of an endpoint is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// No policy isolates this direction: everything is allowed, no rule decides.
+    Open,
+    /// Only what `rules` allows; otherwise denied by `default_rule` (the isolation rule).
+    Isolated { rules: RuleSetId, default_rule: RuleId },
+}
+
+/// The protocol and destination ports a rule-set entry allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortMatch {
+    /// Every protocol and port (a rule without `ports`).
+    Any,
+    /// IP protocol `proto` (6, 17, 132) with destination port in `lo..=hi`.
+    Ports { proto: u8, lo: u16, hi: u16 },
+}
+
+/// One allowing entry of a rule set: traffic to/from `remote` matching `ports` is
+/// allowed by `rule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleSetEntry {
+    pub rule: RuleId,
+    pub remote: AddrSetId,
+    pub ports: PortMatch,
+}
+
+/// Errors the builder can report. (Currently none are fatal; kept for API stability.)
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("address {0} belongs to more than one endpoint")]
+    DuplicateAddress(IpAddr),
+}
+
+/// Collects endpoints, nodes, rules and rule sets, then freezes them into a
+/// [`Snapshot`]. Deterministic: the same calls in the same order give the same snapshot.
+pub struct SnapshotBuilder {
+    snap: Snapshot,
+    addr_sets: Vec<AddressSet>,
+    addr_set_ids: HashMap<AddressSet, AddrSetId>,
+    rule_set_ids: HashMap<Vec<RuleSetEntry>, RuleSetId>,
+    list_ids: HashMap<Vec<PortEntry>, u32>,
+    /// Addresses claimed by a later endpoint after an earlier one (first one wins).
+    shadowed: Vec<IpAddr>,
+    // Scratch buffers of the sweep, reused between rule sets.
+    events: Vec<(u128, u32, bool)>,
+    scratch: Vec<PortEntry>,
+}
+
+impl SnapshotBuilder {
+    pub fn new(generation: u64) -> Self {
+        SnapshotBuilder {
+            snap: Snapshot {
+                generation,
+                addr_v4: HashMap::new(),
+                addr_v6: HashMap::new(),
+                endpoints: Vec::new(),
+                nodes: 0,
+                rule_sets: Vec::new(),
+                seg_v4_start: Vec::new(),
+                seg_v4_list: Vec::new(),
+                seg_v6_start: Vec::new(),
+                seg_v6_list: Vec::new(),
+                list_bounds: vec![0],
+                port_entries: Vec::new(),
+                rule_names: String::new(),
+                name_bounds: vec![0],
+            },
+            addr_sets: Vec::new(),
+            addr_set_ids: HashMap::new(),
+            rule_set_ids: HashMap::new(),
+            list_ids: HashMap::new(),
+            shadowed: Vec::new(),
+            events: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Register a rule by name; ids are dense and in call order.
+    pub fn add_rule(&mut self, name: &str) -> RuleId {
+        let id = self.snap.name_bounds.len() as u32 - 1;
+        self.snap.rule_names.push_str(name);
+        self.snap.name_bounds.push(self.snap.rule_names.len() as u32);
+        id
+    }
+
+    /// Register a node with its addresses. Traffic between a pod on this node and
+    /// these addresses is always allowed. An address already used by a pod stays the pod's.
+    pub fn add_node(&mut self, addrs: &[IpAddr]) -> NodeId {
+        let id = self.snap.nodes as u32;
+        self.snap.nodes += 1;
+        for a in addrs {
+            match *a {
+                IpAddr::V4(a) => {
+                    self.snap.addr_v4.entry(u32::from(a)).or_insert(id | NODE_BIT);
+                }
+                IpAddr::V6(a) => {
+                    self.snap.addr_v6.entry(u128::from(a)).or_insert(id | NODE_BIT);
+                }
+            }
+        }
+        id
+    }
+
+    /// Register an address set (shared by content).
+    pub fn add_address_set(&mut self, set: AddressSet) -> AddrSetId {
+        if let Some(&id) = self.addr_set_ids.get(&set) {
+            return id;
+        }
+        let id = self.addr_sets.len() as AddrSetId;
+        self.addr_sets.push(set.clone());
+        self.addr_set_ids.insert(set, id);
+        id
+    }
+
+    /// Register a rule set: the union of its entries. Identical sets (same entries in
+    /// any order) share one id.
+    pub fn add_rule_set(&mut self, entries: &[RuleSetEntry]) -> RuleSetId {
+        let mut key = entries.to_vec();
+        key.sort_unstable();
+        key.dedup();
+        if let Some(&id) = self.rule_set_ids.get(&key) {
+            return id;
+        }
+        let v4_start = self.snap.seg_v4_start.len() as u32;
+        for (pos, list) in self.sweep(&key, false) {
+            self.snap.seg_v4_start.push(pos as u32);
+            self.snap.seg_v4_list.push(list);
+        }
+        let v6_start = self.snap.seg_v6_start.len() as u32;
+        for (pos, list) in self.sweep(&key, true) {
+            self.snap.seg_v6_start.push(pos);
+            self.snap.seg_v6_list.push(list);
+        }
+        let id = self.snap.rule_sets.len() as RuleSetId;
+        self.snap.rule_sets.push(RuleSetLayout {
+            v4_start,
+            v4_len: self.snap.seg_v4_start.len() as u32 - v4_start,
+            v6_start,
+            v6_len: self.snap.seg_v6_start.len() as u32 - v6_start,
+        });
+        self.rule_set_ids.insert(key, id);
+        id
+    }
+
+    /// Register a pod endpoint. An address already claimed by an earlier endpoint stays
+    /// with that endpoint (recorded in [`shadowed`](Self::shadowed)).
+    pub fn add_endpoint(&mut self, addrs: &[IpAddr], node: Option<NodeId>, ingress: Isolation, egress: Isolation) -> u32 {
+        let id = self.snap.endpoints.len() as u32;
+        assert!(id < NODE_BIT, "too many endpoints");
+        let split = |iso: Isolation| match iso {
+            Isolation::Open => (NONE, crate::verdict::NO_RULE),
+            Isolation::Isolated { rules, default_rule } => {
+                assert!((rules as usize) < self.snap.rule_sets.len(), "unknown rule set id");
+                (rules, default_rule)
+            }
+        };
+        let (ingress, ingress_default) = split(ingress);
+        let (egress, egress_default) = split(egress);
+        self.snap.endpoints.push(Endpoint { node: node.unwrap_or(NONE), ingress, egress, ingress_default, egress_default });
+        for a in addrs {
+            let slot = match *a {
+                IpAddr::V4(v) => self.snap.addr_v4.entry(u32::from(v)).or_insert(id),
+                IpAddr::V6(v) => self.snap.addr_v6.entry(u128::from(v)).or_insert(id),
+            };
+            if *slot & NODE_BIT != 0 {
+                *slot = id;
+            } else if *slot != id {
+                self.shadowed.push(*a);
+            }
+        }
+        id
+    }
+
+    /// Addresses that a later endpoint also claimed; the earlier endpoint kept them.
+    pub fn shadowed(&self) -> &[IpAddr] {
+        &self.shadowed
+    }
+
+    pub fn build(mut self) -> Snapshot {
+        let s = &mut self.snap;
+        s.addr_v4.shrink_to_fit();
+        s.addr_v6.shrink_to_fit();
+        s.endpoints.shrink_to_fit();
+        s.rule_sets.shrink_to_fit();
+        s.seg_v4_start.shrink_to_fit();
+        s.seg_v4_list.shrink_to_fit();
+        s.seg_v6_start.shrink_to_fit();
+        s.seg_v6_list.shrink_to_fit();
+        s.list_bounds.shrink_to_fit();
+        s.port_entries.shrink_to_fit();
+        s.rule_names.shrink_to_fit();
+        s.name_bounds.shrink_to_fit();
+        self.snap
+    }
+
+    /// Disjoint segments `(start, port list or NONE)` covering one family's whole
+    /// address space, for the entries of one rule set.
+    fn sweep(&mut self, entries: &[RuleSetEntry], v6: bool) -> Vec<(u128, u32)> {
+        let max: u128 = if v6 { u128::MAX } else { u32::MAX as u128 };
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        for (i, e) in entries.iter().enumerate() {
+            let set = &self.addr_sets[e.remote as usize];
+            let mut push = |lo: u128, hi: u128| {
+                events.push((lo, i as u32, true));
+                if hi < max {
+                    events.push((hi + 1, i as u32, false));
+                }
+            };
+            if v6 {
+                set.v6().iter().for_each(|&(lo, hi)| push(lo, hi));
+            } else {
+                set.v4().iter().for_each(|&(lo, hi)| push(lo as u128, hi as u128));
+            }
+        }
+        events.sort_unstable();
+        let mut active: BTreeSet<(RuleId, u32)> = BTreeSet::new();
+        let mut out: Vec<(u128, u32)> = vec![(0, NONE)];
+        let mut k = 0;
+        while k < events.len() {
+            let pos = events[k].0;
+            while k < events.len() && events[k].0 == pos {
+                let (_, i, start) = events[k];
+                let key = (entries[i as usize].rule, i);
+                if start {
+                    active.insert(key);
+                } else {
+                    active.remove(&key);
+                }
+                k += 1;
+            }
+            let list = self.port_list(entries, &active);
+            let last = out.last_mut().expect("segments start with one at 0");
+            if last.0 == pos {
+                last.1 = list;
+            } else if last.1 != list {
+                out.push((pos, list));
+            }
+        }
+        // Setting the first segment may have made it equal to the second.
+        if out.len() > 1 && out[0].1 == out[1].1 {
+            out.remove(1);
+        }
+        self.events = events;
+        out
+    }
+
+    /// Interned port list for the active entries (ordered by rule id): each protocol's
+    /// ports painted by the lowest rule that allows them, the any-protocol entry last.
+    fn port_list(&mut self, entries: &[RuleSetEntry], active: &BTreeSet<(RuleId, u32)>) -> u32 {
+        if active.is_empty() {
+            return NONE;
+        }
+        let mut painted = std::mem::take(&mut self.scratch);
+        painted.clear();
+        for &(rule, i) in active {
+            match entries[i as usize].ports {
+                PortMatch::Any => {
+                    // Every later (higher) rule is shadowed by this one.
+                    painted.push(PortEntry { proto: ANY_PROTO, lo: 0, hi: u16::MAX, rule });
+                    break;
+                }
+                PortMatch::Ports { proto, lo, hi } => paint(&mut painted, proto, lo, hi, rule),
+            }
+        }
+        painted.sort_unstable_by_key(|e| (e.proto, e.lo));
+        // Merge adjacent ranges decided by the same rule.
+        let mut w = 0;
+        for r in 0..painted.len() {
+            let e = painted[r];
+            if w > 0 {
+                let p = &mut painted[w - 1];
+                if p.proto == e.proto && p.rule == e.rule && p.hi as u32 + 1 == e.lo as u32 {
+                    p.hi = e.hi;
+                    continue;
+                }
+            }
+            painted[w] = e;
+            w += 1;
+        }
+        painted.truncate(w);
+        let id = match self.list_ids.get(painted.as_slice()) {
+            Some(&id) => id,
+            None => {
+                let id = self.snap.list_bounds.len() as u32 - 1;
+                self.snap.port_entries.extend_from_slice(&painted);
+                self.snap.list_bounds.push(self.snap.port_entries.len() as u32);
+                self.list_ids.insert(painted.clone(), id);
+                id
+            }
+        };
+        self.scratch = painted;
+        id
+    }
+}
+
+/// Add the parts of `proto` ports `lo..=hi` not yet covered in `painted` with `rule`.
+/// Called in ascending rule order, so what is already painted has a lower rule.
+pub(super) fn paint(painted: &mut Vec<PortEntry>, proto: u8, lo: u16, hi: u16, rule: RuleId) {
+    let mut covered: Vec<(u16, u16)> = painted.iter().filter(|e| e.proto == proto).map(|e| (e.lo, e.hi)).collect();
+    covered.sort_unstable();
+    let mut cur = lo as u32;
+    for (clo, chi) in covered {
+        if (chi as u32) < cur {
+            continue;
+        }
+        if clo as u32 > hi as u32 {
+            break;
+        }
+        if clo as u32 > cur {
+            painted.push(PortEntry { proto, lo: cur as u16, hi: clo - 1, rule });
+        }
+        cur = cur.max(chi as u32 + 1);
+        if cur > hi as u32 {
+            return;
+        }
+    }
+    if cur <= hi as u32 {
+        painted.push(PortEntry { proto, lo: cur as u16, hi, rule });
+    }
+}
