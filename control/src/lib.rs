@@ -19,3 +19,4 @@ pub mod render;
 pub mod probes;
 pub mod stream;
 pub mod telemetry;
+pub mod watch;
