@@ -20,3 +20,5 @@ pub mod probes;
 pub mod stream;
 pub mod telemetry;
 pub mod watch;
+pub mod socket;
+pub mod flowlog;
