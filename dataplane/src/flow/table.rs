@@ -1,0 +1,321 @@
+//! `FlowTable`: open addressing with linear probing.
+//!
+//! Layout: a dense array of 8-byte slots (32-bit hash, 32-bit pool index) sized to a
+//! power of two at least twice the capacity (load ≤ 0.5, short probe chains), and a pool
+//! of `capacity` keys and entries in parallel arrays with a free list. A probe walks the
+//! slots (eight per cache line), compares the key only when the hash matches, and
+//! touches the entry only on a hit. Deletion shifts later members of the chain back, so
+//! there are no tombstones and chains never degrade. Everything is allocated in `new`;
+//! the packet path never allocates.
+
+use crate::flow::entry::FlowEntry;
+use crate::flow::key::FlowKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    hash: u32,
+    /// Pool index, or `EMPTY`.
+    index: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+const EMPTY_SLOT: Slot = Slot { hash: 0, index: EMPTY };
+
+/// The table is at capacity: the flow was not inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("flow table full")]
+pub struct TableFull;
+
+pub struct FlowTable {
+    slots: Box<[Slot]>,
+    mask: usize,
+    keys: Box<[FlowKey]>,
+    entries: Box<[FlowEntry]>,
+    /// Free pool indices; never grows past its initial capacity.
+    free: Vec<u32>,
+    seed: u64,
+    /// Where the next aging step resumes in the pool.
+    age_cursor: usize,
+    /// Per `TimeoutClass`, in ticks.
+    timeout_ticks: [u64; 7],
+}
+
+impl FlowTable {
+    /// A table for `capacity` flows (at least 1, at most 2^31), with timeouts already in
+    /// ticks (`FlowTimeouts::to_ticks`) and a hash `seed` (keep it secret and random).
+    pub fn new(capacity: usize, timeout_ticks: [u64; 7], seed: u64) -> FlowTable {
+        let capacity = capacity.clamp(1, 1 << 31);
+        let slot_count = (capacity * 2).next_power_of_two();
+        FlowTable {
+            slots: vec![EMPTY_SLOT; slot_count].into_boxed_slice(),
+            mask: slot_count - 1,
+            keys: vec![FlowKey::default(); capacity].into_boxed_slice(),
+            entries: vec![FlowEntry::EMPTY; capacity].into_boxed_slice(),
+            free: (0..capacity as u32).rev().collect(),
+            seed,
+            age_cursor: 0,
+            timeout_ticks,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u32 {
+        key.hash(self.seed)
+    }
+
+    /// The pool index of `key`'s flow, if present. `hash` is `self.hash(key)`.
+    #[inline]
+    pub fn find(&self, key: &FlowKey, hash: u32) -> Option<u32> {
+        let mut pos = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[pos];
+            if slot.index == EMPTY {
+                return None;
+            }
+            if slot.hash == hash && self.keys[slot.index as usize] == *key {
+                return Some(slot.index);
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    #[inline]
+    pub fn entry(&self, index: u32) -> &FlowEntry {
+        &self.entries[index as usize]
+    }
+
+    #[inline]
+    pub fn entry_mut(&mut self, index: u32) -> &mut FlowEntry {
+        &mut self.entries[index as usize]
+    }
+
+    #[inline]
+    pub fn key(&self, index: u32) -> &FlowKey {
+        &self.keys[index as usize]
+    }
+
+    /// Insert a flow whose key is not present (the caller has just missed on it).
+    /// Never evicts: when the pool is exhausted the flow is refused.
+    pub fn insert(&mut self, key: FlowKey, hash: u32, entry: FlowEntry) -> Result<u32, TableFull> {
+        let index = self.free.pop().ok_or(TableFull)?;
+        self.keys[index as usize] = key;
+        self.entries[index as usize] = entry;
+        let mut pos = hash as usize & self.mask;
+        // Load ≤ 0.5 guarantees an empty slot.
+        while self.slots[pos].index != EMPTY {
+            pos = (pos + 1) & self.mask;
+        }
+        self.slots[pos] = Slot { hash, index };
+        Ok(index)
+    }
+
+    /// Remove the flow at pool `index` (which must be live).
+    pub fn remove(&mut self, index: u32) {
+        let hash = self.hash(&self.keys[index as usize]);
+        let mut hole = hash as usize & self.mask;
+        while self.slots[hole].index != index {
+            if self.slots[hole].index == EMPTY {
+                return; // not in the table: nothing to do
+            }
+            hole = (hole + 1) & self.mask;
+        }
+        // Backward-shift: move later chain members whose home is not in (hole, pos].
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & self.mask;
+            let slot = self.slots[pos];
+            if slot.index == EMPTY {
+                break;
+            }
+            let home = slot.hash as usize & self.mask;
+            let distance_to_home = pos.wrapping_sub(home) & self.mask;
+            let distance_to_hole = pos.wrapping_sub(hole) & self.mask;
+            if distance_to_home >= distance_to_hole {
+                self.slots[hole] = slot;
+                hole = pos;
+            }
+        }
+        self.slots[hole] = EMPTY_SLOT;
+        self.entries[index as usize] = FlowEntry::EMPTY;
+        self.free.push(index);
+    }
+
+    /// Whether the flow at `index` has been idle past its timeout at `now`.
+    #[inline]
+    pub fn is_expired(&self, index: u32, now: u64) -> bool {
+        let entry = &self.entries[index as usize];
+        let class = entry.timeout_class(self.keys[index as usize].protocol());
+        now.saturating_sub(entry.last_seen) > self.timeout_ticks[class as usize]
+    }
+
+    /// Look at up to `budget` pool entries from where the last call stopped and remove
+    /// the expired ones. Returns how many were removed. Bounded work per call.
+    pub fn age(&mut self, now: u64, budget: usize) -> usize {
+        let capacity = self.entries.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(capacity) {
+            let index = self.age_cursor as u32;
+            self.age_cursor = (self.age_cursor + 1) % capacity;
+            if self.entries[index as usize].is_live() && self.is_expired(index, now) {
+                self.remove(index);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Live flows, in pool order.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> {
+        self.keys.iter().zip(self.entries.iter()).filter(|(_, entry)| entry.is_live())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::entry::{FlowTimeouts, TcpState};
+    use crate::flow::key::{v4_mapped, Side};
+    use crate::verdict::Verdict;
+
+    fn key(n: u32) -> FlowKey {
+        let b = n.to_be_bytes();
+        FlowKey::new(&v4_mapped([10, b[1], b[2], b[3]]), 1000 + (n % 7) as u16, &v4_mapped([192, 168, 0, 1]), 80, 6, 0).0
+    }
+
+    fn entry(now: u64) -> FlowEntry {
+        FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::Established, now)
+    }
+
+    fn table(capacity: usize) -> FlowTable {
+        // 1 tick per second: timeouts in ticks equal their seconds.
+        FlowTable::new(capacity, FlowTimeouts::default().to_ticks(1), 0x5eed)
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = table(64);
+        let mut indices = Vec::new();
+        for n in 0..64 {
+            let k = key(n);
+            assert_eq!(t.find(&k, t.hash(&k)), None);
+            indices.push(t.insert(k, t.hash(&k), entry(n.into())).unwrap());
+        }
+        assert_eq!(t.len(), 64);
+        assert!(t.is_full());
+        for n in 0..64 {
+            let k = key(n);
+            let index = t.find(&k, t.hash(&k)).unwrap();
+            assert_eq!(t.entry(index).created, u64::from(n));
+        }
+        // Remove every other flow; the rest must still be found.
+        for n in (0..64).step_by(2) {
+            t.remove(indices[n]);
+        }
+        assert_eq!(t.len(), 32);
+        for n in 0..64u32 {
+            let k = key(n);
+            assert_eq!(t.find(&k, t.hash(&k)).is_some(), n % 2 == 1, "flow {n}");
+        }
+        assert_eq!(t.iter().count(), 32);
+    }
+
+    #[test]
+    fn full_table_refuses_and_keeps_existing_flows() {
+        let mut t = table(4);
+        for n in 0..4 {
+            t.insert(key(n), t.hash(&key(n)), entry(0)).unwrap();
+        }
+        assert_eq!(t.insert(key(9), t.hash(&key(9)), entry(0)), Err(TableFull));
+        assert_eq!(t.len(), 4);
+        for n in 0..4 {
+            assert!(t.find(&key(n), t.hash(&key(n))).is_some());
+        }
+    }
+
+    #[test]
+    fn aging_is_bounded_and_removes_only_expired() {
+        let mut t = table(8);
+        // Two established TCP flows (7200 s), one flow in SYN-sent (30 s).
+        for n in 0..2 {
+            t.insert(key(n), t.hash(&key(n)), entry(0)).unwrap();
+        }
+        let syn = FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::SynSent, 0);
+        t.insert(key(2), t.hash(&key(2)), syn).unwrap();
+        assert_eq!(t.age(30, 8), 0, "30 s is not past the 30 s timeout");
+        // Pool order: indices 0, 1, 2 are the three flows; a budget of 2 stops before 2.
+        assert_eq!(t.age(31, 2), 0);
+        assert_eq!(t.age(31, 6), 1);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.age(7201, 8), 2);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn colliding_chains_survive_removal() {
+        // A 4-slot table (capacity 2) forces collisions; check many orders.
+        for order in 0..6u32 {
+            let mut t = table(2);
+            let a = t.insert(key(order), t.hash(&key(order)), entry(0)).unwrap();
+            t.insert(key(order + 10), t.hash(&key(order + 10)), entry(0)).unwrap();
+            t.remove(a);
+            assert!(t.find(&key(order + 10), t.hash(&key(order + 10))).is_some());
+            assert!(t.find(&key(order), t.hash(&key(order))).is_none());
+        }
+    }
+}
+
+#[cfg(test)]
+mod model {
+    //! Property: the table behaves like a `HashMap` under any sequence of operations.
+    use super::*;
+    use crate::flow::entry::{FlowTimeouts, TcpState};
+    use crate::flow::key::{v4_mapped, Side};
+    use crate::verdict::Verdict;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #[test]
+        fn matches_a_hashmap(ops in proptest::collection::vec((any::<bool>(), 0u8..40), 0..300)) {
+            let mut table = FlowTable::new(16, FlowTimeouts::default().to_ticks(1), 7);
+            let mut model: HashMap<u8, u32> = HashMap::new();
+            for (insert, n) in ops {
+                let key = FlowKey::new(&v4_mapped([10, 0, 0, n]), 1, &v4_mapped([10, 0, 1, 1]), 2, 17, 0).0;
+                let hash = table.hash(&key);
+                let found = table.find(&key, hash);
+                prop_assert_eq!(found, model.get(&n).copied());
+                match (insert, found) {
+                    (true, None) => {
+                        let entry = FlowEntry::new(Verdict::NOT_POLICED, 0, Side::Lo, TcpState::None, 0);
+                        match table.insert(key, hash, entry) {
+                            Ok(index) => { model.insert(n, index); }
+                            Err(TableFull) => prop_assert_eq!(model.len(), 16),
+                        }
+                    }
+                    (false, Some(index)) => {
+                        table.remove(index);
+                        model.remove(&n);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(table.len(), model.len());
+            }
+        }
+    }
+}
