@@ -124,8 +124,10 @@ fn collect_manifest_files(
 /// name used in `Source` and in errors. JSON is read by the same YAML parser (JSON is
 /// YAML's flow style), so both get errors with a field path, line and column.
 ///
-/// `Source::doc` is the YAML document index, or for an item of a list the item's
-/// index in `items`.
+/// `Source::doc` is the YAML document index in a plain multi-document file and the
+/// item index in a file holding one `kind: List`; in a file mixing both it counts
+/// objects in file order, so each object still has its own number. (Parse errors name
+/// document and item separately, see [`Location`].)
 pub fn load_str(text: &str, file: &Path) -> Result<Cluster, LoadError> {
     let at = |doc, item| Location { file: file.to_path_buf(), doc, item };
     // Pass 1: every document as a generic tree, to read kind/apiVersion and to find
@@ -141,6 +143,8 @@ pub fn load_str(text: &str, file: &Path) -> Result<Cluster, LoadError> {
     // Pass 2: typed decoding straight from the text where possible, so that a type
     // error carries the field path and the line.
     let mut cluster = Cluster::default();
+    // Items of earlier lists beyond the first, so a plain document keeps its index.
+    let mut extra_items = 0;
     let typed = serde_yaml_ng::Deserializer::from_str(text);
     for ((doc, value), de) in documents.iter().enumerate().zip(typed) {
         let object = match value {
@@ -174,12 +178,13 @@ pub fn load_str(text: &str, file: &Path) -> Result<Cluster, LoadError> {
             };
             for (i, item) in items.iter().enumerate() {
                 let item = with_default_header(item, &header.api_version, item_kind);
-                let source = Source { file: file.to_path_buf(), doc: i };
+                let source = Source { file: file.to_path_buf(), doc: doc + extra_items + i };
                 add_object(&mut cluster, &item, None, source)
                     .map_err(|message| LoadError::Parse { at: at(doc, Some(i)), message })?;
             }
+            extra_items += items.len().saturating_sub(1);
         } else {
-            let source = Source { file: file.to_path_buf(), doc };
+            let source = Source { file: file.to_path_buf(), doc: doc + extra_items };
             add_object(&mut cluster, value, Some(de), source)
                 .map_err(|message| LoadError::Parse { at: at(doc, None), message })?;
         }

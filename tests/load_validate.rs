@@ -1,0 +1,125 @@
+//! Loading and validation as a user meets them: the corpus of invalid manifests in
+//! `tests/data/bad` (each `<case>.yaml`, or `<case>/` directory, beside a `<case>.err`
+//! holding the exact error text palisade must print), manifests the API server accepts
+//! and palisade must accept too, and the bundled example directories.
+//!
+//! After a deliberate wording change, `PALISADE_BLESS=1 cargo test --test load_validate`
+//! rewrites the `.err` files; review the diff before committing it.
+
+use control::load::load_str;
+use control::validate::{load_valid, validate};
+use std::path::{Path, PathBuf};
+
+const BAD: &str = "tests/data/bad";
+
+fn bad_cases() -> Vec<(PathBuf, PathBuf)> {
+    let mut cases: Vec<_> = std::fs::read_dir(BAD)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml" || e == "json"))
+        .map(|p| {
+            let err = PathBuf::from(format!("{}.err", p.with_extension("").display()));
+            (p, err)
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_bad_manifest_gives_its_exact_error() {
+    let bless = std::env::var_os("PALISADE_BLESS").is_some();
+    let cases = bad_cases();
+    assert_eq!(cases.len(), 20, "corpus size changed: update this count");
+    let mut failures = Vec::new();
+    for (manifest, expected_file) in cases {
+        let got = match load_valid(&manifest) {
+            Ok(_) => "(loaded without error)".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if bless {
+            std::fs::write(&expected_file, format!("{got}\n")).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_file)
+            .unwrap_or_else(|_| panic!("{} is missing", expected_file.display()));
+        if got != expected.trim_end_matches('\n') {
+            failures.push(format!(
+                "{}\n--- expected\n{}\n--- got\n{got}\n",
+                manifest.display(),
+                expected.trim_end()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn accepts(text: &str) -> Result<(), String> {
+    let cluster = load_str(text, Path::new("ok.yaml")).map_err(|e| e.to_string())?;
+    validate(&cluster).map_err(|e| e.to_string())
+}
+
+/// Edge cases just inside what the API server allows.
+#[test]
+fn valid_edge_cases_are_accepted() {
+    let policy = |spec: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p.v1, namespace: dev}}\nspec:\n{spec}"
+        )
+    };
+    let cases: &[(&str, String)] = &[
+        ("non-canonical cidr, except inside its network", policy(
+            "  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 192.168.7.99/24, except: [192.168.7.0/25, 192.168.7.200/32]}\n",
+        )),
+        ("ipv6 block", policy("  podSelector: {}\n  egress:\n  - to:\n    - ipBlock: {cidr: 'fd00::/48', except: ['fd00::/64']}\n")),
+        ("port range edges", policy(
+            "  podSelector: {}\n  ingress:\n  - ports:\n    - {port: 1}\n    - {port: 65535, endPort: 65535}\n    - {protocol: SCTP, port: 1, endPort: 65535}\n    - {protocol: UDP}\n",
+        )),
+        ("named port edges", policy(
+            "  podSelector: {}\n  ingress:\n  - ports:\n    - {port: a}\n    - {port: abcdefghijklm-1}\n    - {port: 9p}\n",
+        )),
+        ("selector forms", policy(
+            "  podSelector:\n    matchLabels: {example.com/App_1.x: '', a: Z-9.z_0}\n    matchExpressions:\n    - {key: tier, operator: In, values: [web, '']}\n    - {key: tier, operator: NotIn, values: [db]}\n    - {key: k8s.io/x, operator: Exists}\n    - {key: y, operator: DoesNotExist, values: []}\n  policyTypes: [Egress, Ingress]\n  ingress: [{}]\n  egress: []\n",
+        )),
+        ("pod with dual-stack ips and named container ports", "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: dev, labels: {app: web}}\nspec:\n  containers:\n  - {name: web, image: nginx, ports: [{name: http, containerPort: 80}, {name: metrics, containerPort: 9090, protocol: TCP}]}\n  - {name: side, image: x, ports: [{name: http, containerPort: 8080}]}\nstatus:\n  podIP: 10.47.255.10\n  podIPs: [{ip: 10.47.255.10}, {ip: 'fd00::a'}]\n".to_string()),
+        ("same name in different namespaces and kinds", "apiVersion: v1\nkind: Namespace\nmetadata: {name: dev}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: dev, namespace: dev}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: dev, namespace: qa}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: dev}\nspec: {podCIDR: 10.47.0.0/16}\n".to_string()),
+    ];
+    for (what, text) in cases {
+        assert_eq!(accepts(text), Ok(()), "{what}");
+    }
+}
+
+/// All errors are reported, not just the first, in load order.
+#[test]
+fn all_errors_are_reported_in_order() {
+    let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: dev}\n\
+                spec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 0}, {protocol: ICMP}]\n    from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/8]}}]\n";
+    let cluster = load_str(text, Path::new("p.yaml")).unwrap();
+    let errors = validate(&cluster).unwrap_err();
+    let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.ingress[0].ports[0].port",
+            "spec.ingress[0].ports[1].protocol",
+            "spec.ingress[0].from[0].ipBlock.except[0]",
+        ]
+    );
+    assert!(errors.0.iter().all(|e| e.object == "NetworkPolicy dev/p"));
+}
+
+#[test]
+fn bundled_examples_load_and_validate() {
+    for (dir, namespaces, pods, policies) in [
+        ("examples/policies", 3, 6, 2),
+        ("examples/policies/lab", 3, 6, 1),
+        ("examples/cn2", 3, 5, 1),
+    ] {
+        let cluster = load_valid(Path::new(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(
+            (cluster.namespaces.len(), cluster.pods.len(), cluster.policies.len()),
+            (namespaces, pods, policies),
+            "{dir}"
+        );
+    }
+}
