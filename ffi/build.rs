@@ -40,6 +40,10 @@ fn main() {
         build.include(p);
     }
     build.compile("palisade_dpdk_shim");
+    // rte_eth_from_rings (tests inject packets through ring-backed ports) lives in the
+    // net_ring PMD, which libdpdk.pc does not list; EAL's plugin loader finds the same
+    // shared object again by soname, so the driver registers once.
+    println!("cargo:rustc-link-lib=rte_net_ring");
 
     let bindings = bindgen::Builder::default()
         .header("shim/shim.h")

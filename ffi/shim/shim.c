@@ -22,3 +22,11 @@ uint64_t palisade_rdtsc(void) { return rte_rdtsc(); }
 uint64_t palisade_tsc_hz(void) { return rte_get_tsc_hz(); }
 void palisade_prefetch0(const void *p) { rte_prefetch0(p); }
 int palisade_errno(void) { return rte_errno; }
+uint16_t palisade_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta) { return rte_mbuf_refcnt_update(m, delta); }
+unsigned int palisade_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned int n)
+{ return rte_ring_enqueue_burst(r, objs, n, NULL); }
+unsigned int palisade_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n)
+{ return rte_ring_dequeue_burst(r, objs, n, NULL); }
+unsigned int palisade_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+/* RTE_ETH_RSS_* are function-like macros bindgen cannot evaluate. */
+uint64_t palisade_rss_hf_ip_tcp_udp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP; }

@@ -16,6 +16,7 @@
 #include <rte_acl.h>
 #include <rte_bus_vdev.h>
 #include <rte_log.h>
+#include <rte_eth_ring.h>
 
 uint16_t palisade_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t palisade_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
@@ -32,5 +33,10 @@ uint64_t palisade_rdtsc(void);
 uint64_t palisade_tsc_hz(void);
 void palisade_prefetch0(const void *p);
 int palisade_errno(void);
+uint16_t palisade_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta);
+unsigned int palisade_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned int n);
+unsigned int palisade_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n);
+unsigned int palisade_ring_count(const struct rte_ring *r);
+uint64_t palisade_rss_hf_ip_tcp_udp(void);
 
 #endif

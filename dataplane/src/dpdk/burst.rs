@@ -1,0 +1,231 @@
+//! The burst-at-a-time fast path: `RxBurst` receives up to `BURST` mbufs from a leased
+//! queue, `Drain` hands them out one by one (prefetching ahead), `TxBuffer` collects
+//! mbufs for one leased tx queue and sends them in bursts, freeing what the PMD
+//! refuses, and `FreeBin` frees dropped mbufs in bulk. One shim call per burst;
+//! per-packet work is inlined Rust.
+
+use super::{Mbuf, QueueLease};
+use dpdk_sys::rte_mbuf;
+use std::ptr::NonNull;
+
+/// Packets per rx/tx burst (DPDK's customary 32).
+pub const BURST: usize = 32;
+
+/// Up to `BURST` owned mbufs: the storage shared by the burst types. Whatever is
+/// still held on drop is freed.
+struct Held {
+    pkts: [*mut rte_mbuf; BURST],
+    len: usize,
+}
+
+impl Held {
+    fn new() -> Held {
+        Held { pkts: [std::ptr::null_mut(); BURST], len: 0 }
+    }
+
+    /// Takes `m`; returns whether the storage is now full.
+    #[inline(always)]
+    fn push(&mut self, m: Mbuf) -> bool {
+        // len < BURST always holds here: owners empty a full Held at once.
+        self.pkts[self.len] = m.into_raw();
+        self.len += 1;
+        self.len == BURST
+    }
+
+    /// Frees the held mbufs from index `from` on, and forgets all.
+    #[inline(always)]
+    fn free_from(&mut self, from: usize) {
+        let len = std::mem::take(&mut self.len);
+        if from < len {
+            // SAFETY: pkts[from..len] are mbufs we own; we give them up.
+            unsafe { dpdk_sys::palisade_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(from), (len - from) as u32) };
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.free_from(0);
+    }
+}
+
+// SAFETY: Held owns its mbufs (see Mbuf's Send), so the burst types may move between
+// threads with them.
+unsafe impl Send for Held {}
+
+/// Up to `BURST` received mbufs, owned. Mbufs not drained are freed on drop.
+pub struct RxBurst(Held);
+
+impl Default for RxBurst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RxBurst {
+    pub fn new() -> RxBurst {
+        RxBurst(Held::new())
+    }
+
+    /// Receives up to `BURST` packets from `q`'s rx queue into the burst and returns
+    /// how many arrived. Packets still held are freed first.
+    #[inline(always)]
+    pub fn receive(&mut self, q: &QueueLease<'_>) -> usize {
+        self.0.free_from(0);
+        // SAFETY: the lease gives this thread exclusive use of the queue; pkts has room
+        // for BURST pointers; the returned mbufs are ours.
+        let n = unsafe { dpdk_sys::palisade_rx_burst(q.port_id(), q.queue(), self.0.pkts.as_mut_ptr(), BURST as u16) };
+        self.0.len = n as usize;
+        self.0.len
+    }
+
+    /// Hands the packets out in order; the burst is empty afterwards.
+    #[inline(always)]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let len = std::mem::take(&mut self.0.len);
+        Drain { pkts: &self.0.pkts[..len], next: 0 }
+    }
+}
+
+/// Iterator over a burst's mbufs, in order. Mbufs not taken are freed on drop.
+pub struct Drain<'b> {
+    pkts: &'b [*mut rte_mbuf],
+    next: usize,
+}
+
+impl Drain<'_> {
+    /// Prefetches the frame of the packet `ahead` places after the next one (the
+    /// l3fwd pattern: start loading a few packets ahead of the one being decided).
+    #[inline(always)]
+    pub fn prefetch_ahead(&self, ahead: usize) {
+        if let Some(&m) = self.pkts.get(self.next + ahead) {
+            // SAFETY: m is a valid mbuf not yet handed out; we only compute an address
+            // from its header and issue a prefetch hint, which never faults.
+            unsafe {
+                let p = ((*m).buf_addr as *const u8).add((*m).data_off as usize);
+                prefetch(p);
+            }
+        }
+    }
+
+    /// Packets not yet handed out.
+    #[inline(always)]
+    pub fn remaining(&self) -> usize {
+        self.pkts.len() - self.next
+    }
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Mbuf> {
+        let m = *self.pkts.get(self.next)?;
+        self.next += 1;
+        // SAFETY: rx_burst returned non-null mbufs that the burst owned; each is handed
+        // out exactly once (next advances), so the Mbuf owns it.
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining(), Some(self.remaining()))
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        self.by_ref().for_each(drop);
+    }
+}
+
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch hint never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Mbufs waiting for one tx queue. `push` sends a full burst at once; `flush` sends
+/// what is pending. What the PMD does not take is freed and counted in `unsent`.
+pub struct TxBuffer<'q> {
+    held: Held,
+    port: u16,
+    queue: u16,
+    /// Packets the PMD accepted.
+    pub sent: u64,
+    /// Packets the PMD refused (queue full), freed.
+    pub unsent: u64,
+    _lease: std::marker::PhantomData<&'q QueueLease<'q>>,
+}
+
+impl<'q> TxBuffer<'q> {
+    /// A buffer for `q`'s tx queue, usable while the lease is borrowed.
+    pub fn new(q: &'q QueueLease<'q>) -> TxBuffer<'q> {
+        TxBuffer { held: Held::new(), port: q.port_id(), queue: q.queue(), sent: 0, unsent: 0, _lease: std::marker::PhantomData }
+    }
+
+    /// Queues `m`; sends the buffer when it is full.
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) {
+        if self.held.push(m) {
+            self.flush();
+        }
+    }
+
+    /// Whether nothing is pending.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.held.len == 0
+    }
+
+    /// Sends what is pending; frees and counts what the PMD refuses.
+    #[inline(always)]
+    pub fn flush(&mut self) {
+        let len = self.held.len;
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the lease (borrowed for 'q) gives this thread exclusive use of the
+        // tx queue; the first `len` pointers are mbufs we own; the PMD takes ownership
+        // of the first `n` it returns.
+        let n = unsafe { dpdk_sys::palisade_tx_burst(self.port, self.queue, self.held.pkts.as_mut_ptr(), len as u16) } as usize;
+        self.sent += n as u64;
+        self.unsent += (len - n) as u64;
+        self.held.free_from(n);
+    }
+}
+
+impl Drop for TxBuffer<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Mbufs to free, freed in bulk (one shim call per `BURST`) rather than one by one.
+pub struct FreeBin(Held);
+
+impl Default for FreeBin {
+    fn default() -> Self {
+        FreeBin(Held::new())
+    }
+}
+
+impl FreeBin {
+    /// Takes `m` to be freed; frees the bin when it is full.
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) {
+        if self.0.push(m) {
+            self.0.free_from(0);
+        }
+    }
+
+    /// Frees everything held.
+    #[inline(always)]
+    pub fn empty(&mut self) {
+        self.0.free_from(0);
+    }
+}
