@@ -1,1 +1,456 @@
-//! (being written)
+//! The stateful per-packet policy enforcer: `Pipeline<S: Classifier>`, the
+//! `PacketFilter` each worker runs.
+//!
+//! Per burst the worker calls `begin_burst(now)`: the pipeline loads the current snapshot
+//! once (an `arc_swap::Cache`, one relaxed load unless it changed) and ages a bounded
+//! slice of the flow table every `aging_every_bursts` bursts. Per packet, `admit`:
+//! parse → flow lookup → classify on a miss or a stale generation → verdict.
+//!
+//! Semantics (see DESIGN.md; the classifier checks source egress AND destination ingress):
+//! - The first packet of a connection is classified; the flow remembers who initiated
+//!   it; packets in either direction then follow the flow's verdict.
+//! - A packet from the responder that opens a connection of its own is a new connection,
+//!   classified with the responder as source: a TCP SYN without ACK from the responder,
+//!   or any packet in the reply direction of a denied flow (UDP, SCTP, ...). If it is
+//!   allowed and the old connection is over (ended or denied), the entry is re-opened
+//!   with the responder as initiator; otherwise the entry stays as it was. All other
+//!   packets of a denied flow drop as `policy`.
+//! - TCP strict mode (default): only a SYN without ACK creates a flow; other TCP packets
+//!   without a flow drop as `no_flow`. Loose mode picks connections up mid-stream
+//!   (a SYN-ACK is taken to come from the responder). RST and FIN move the flow to
+//!   short timeouts; a new SYN on a finished tuple starts over.
+//! - ICMP echo requests are flows keyed by identifier; echo replies follow their
+//!   request and, without one, drop as `no_flow`.
+//! - ICMP errors follow the flow of the datagram they quote (allowed → forward, denied →
+//!   drop). An error quoting no known flow drops as `no_flow`: it answers traffic this
+//!   worker never passed, so it is stale or forged (Linux conntrack calls it INVALID).
+//! - Fragments: a first fragment is decided like any packet (it must hold the whole
+//!   transport header) and its verdict is remembered by (src, dst, id, protocol, VLAN);
+//!   later fragments follow it, or drop as `fragment` when it is unknown or expired.
+//! - Not IP (ARP, LLDP, ...) and IPv6 neighbour discovery / MLD pass untouched.
+//! - Generation change: a flow decided under an older snapshot is re-decided on its next
+//!   packet (as its initiator's connection); revoked flows drop from that packet on,
+//!   still-allowed flows carry on without a blink.
+//! - Table full: nothing is evicted. New flows are still decided, per packet, and not
+//!   inserted (`flow_table_full`). A packet that would need a flow (TCP without SYN,
+//!   echo reply) is then decided statelessly: allowed if its own direction or the
+//!   reverse direction (as a reply) is allowed (`stateless_decisions`).
+
+pub mod craft;
+pub mod fragments;
+pub mod parse;
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+use crate::filter::PacketFilter;
+use crate::flow::entry::{ORIG, REPLY};
+use crate::flow::key::Side;
+use crate::flow::{FlowEntry, FlowKey, FlowTable, FlowTimeouts, TcpState};
+use crate::verdict::{Action, Classifier, Verdict};
+use crate::wire::ip_proto;
+use crate::wire::tcp::flags::{ACK, SYN};
+use fragments::{FragmentKey, FragmentTable};
+use parse::{Kind, Meta, Parsed};
+
+/// How TCP packets without a flow are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TcpMode {
+    /// Only a SYN without ACK creates a flow.
+    #[default]
+    Strict,
+    /// Any TCP packet creates a flow (pick-up after a restart).
+    Loose,
+}
+
+/// Pipeline settings. `ticks_per_second` is the TSC rate the worker's `now` counts in.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub flow_capacity: usize,
+    pub timeouts: FlowTimeouts,
+    pub tcp_mode: TcpMode,
+    pub fragment_slots: usize,
+    pub fragment_timeout: std::time::Duration,
+    /// Age the flow table every this many bursts (and on every idle poll).
+    pub aging_every_bursts: u32,
+    /// Pool entries looked at per aging step.
+    pub aging_budget: usize,
+    pub ticks_per_second: u64,
+    /// Hash seed; `None` draws a random one (tests and benches fix it).
+    pub hash_seed: Option<u64>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            flow_capacity: 1 << 20,
+            timeouts: FlowTimeouts::default(),
+            tcp_mode: TcpMode::Strict,
+            fragment_slots: 4096,
+            fragment_timeout: std::time::Duration::from_secs(10),
+            aging_every_bursts: 16,
+            aging_budget: 256,
+            ticks_per_second: 1_000_000_000,
+            hash_seed: None,
+        }
+    }
+}
+
+/// Per-worker counters: plain fields written only by the owning worker.
+/// `rx == forwarded + drop_policy + drop_malformed + drop_no_flow + drop_fragment`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx: u64,
+    pub forwarded: u64,
+    /// Forwarded without policy: not IP, or IPv6 link control.
+    pub passthrough: u64,
+    pub drop_policy: u64,
+    pub drop_malformed: u64,
+    /// TCP without a flow in strict mode, echo replies and ICMP errors without a flow.
+    pub drop_no_flow: u64,
+    /// Fragments without a known first fragment, or that could hide or rewrite ports.
+    pub drop_fragment: u64,
+    pub flow_inserts: u64,
+    pub flow_expiries: u64,
+    /// New flows decided but not inserted because the table was full.
+    pub flow_table_full: u64,
+    /// Packets decided without a flow because the table was full.
+    pub stateless_decisions: u64,
+    /// Flows re-decided after a snapshot change, and those of them now denied.
+    pub flow_redecided: u64,
+    pub flow_revoked: u64,
+    /// ICMP errors that followed the flow they quote.
+    pub icmp_related: u64,
+    /// Non-first fragments that followed their first fragment's verdict.
+    pub fragments_followed: u64,
+}
+
+/// A live flow as the control socket shows it: oriented initiator → responder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub vlan: u32,
+    pub verdict: Verdict,
+    pub generation: u32,
+    pub tcp: TcpState,
+    /// [initiator → responder, responder → initiator]
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub created: u64,
+    pub last_seen: u64,
+}
+
+/// The packet path of one worker.
+pub struct Pipeline<S: Classifier> {
+    snapshots: Cache<Arc<ArcSwap<S>>, Arc<S>>,
+    snapshot: Arc<S>,
+    generation: u64,
+    now: u64,
+    flows: FlowTable,
+    fragments: FragmentTable,
+    tcp_mode: TcpMode,
+    aging_every_bursts: u32,
+    aging_budget: usize,
+    bursts_since_aging: u32,
+    counters: Counters,
+}
+
+/// How a packet that found no flow may start one.
+enum Opening {
+    /// Start a flow with this initiator side and TCP state.
+    Flow { initiator: Side, tcp: TcpState },
+    /// It cannot open a connection (TCP without SYN in strict mode, echo reply).
+    NoFlow,
+}
+
+impl<S: Classifier> Pipeline<S> {
+    pub fn new(snapshots: Arc<ArcSwap<S>>, config: &PipelineConfig) -> Pipeline<S> {
+        let seed = config.hash_seed.unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
+        let tps = config.ticks_per_second.max(1);
+        let fragment_ticks = FlowTimeouts { udp: config.fragment_timeout, ..config.timeouts }.to_ticks(tps)[4];
+        let mut snapshots = Cache::new(snapshots);
+        let snapshot = Arc::clone(snapshots.load());
+        Pipeline {
+            generation: snapshot.generation(),
+            snapshot,
+            snapshots,
+            now: 0,
+            flows: FlowTable::new(config.flow_capacity, config.timeouts.to_ticks(tps), seed),
+            fragments: FragmentTable::new(config.fragment_slots, fragment_ticks, seed.rotate_left(17)),
+            tcp_mode: config.tcp_mode,
+            aging_every_bursts: config.aging_every_bursts.max(1),
+            aging_budget: config.aging_budget,
+            bursts_since_aging: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The live flows, initiator first.
+    pub fn flows(&self) -> impl Iterator<Item = FlowRecord> + '_ {
+        self.flows.iter().map(|(key, entry)| {
+            let init = entry.initiator();
+            FlowRecord {
+                src: key.addr(init),
+                dst: key.addr(init.other()),
+                src_port: key.port(init),
+                dst_port: key.port(init.other()),
+                protocol: key.protocol(),
+                vlan: key.vlan(),
+                verdict: entry.verdict(),
+                generation: entry.generation,
+                tcp: entry.tcp,
+                packets: entry.packets,
+                bytes: entry.bytes,
+                created: entry.created,
+                last_seen: entry.last_seen,
+            }
+        })
+    }
+
+    /// Decide one frame; counts it.
+    #[inline]
+    fn decide(&mut self, frame: &[u8]) -> bool {
+        match parse::parse(frame) {
+            Parsed::Passthrough => {
+                self.counters.passthrough += 1;
+                true
+            }
+            Parsed::Malformed => {
+                self.counters.drop_malformed += 1;
+                false
+            }
+            Parsed::BadFragment => {
+                self.counters.drop_fragment += 1;
+                false
+            }
+            Parsed::Ip(meta) => match meta.kind {
+                Kind::NonFirstFragment => self.follow_fragment(&meta),
+                Kind::IcmpError(_) => self.follow_quoted(&meta),
+                _ => {
+                    let allow = self.track(&meta, frame.len());
+                    if let Some(ident) = meta.fragment {
+                        self.fragments.record(fragment_key(&meta, ident), allow, self.now);
+                    }
+                    allow
+                }
+            },
+        }
+    }
+
+    /// Flow lookup and decision for a packet that carries its own ports.
+    #[inline]
+    fn track(&mut self, meta: &Meta, len: usize) -> bool {
+        let (key, side) = FlowKey::new(&meta.src, meta.src_port, &meta.dst, meta.dst_port, meta.protocol, meta.vlan);
+        let hash = self.flows.hash(&key);
+        match self.flows.find(&key, hash) {
+            Some(index) => self.on_hit(index, side, meta, len),
+            None => self.on_miss(key, hash, side, meta, len),
+        }
+    }
+
+    fn opening(&self, meta: &Meta, side: Side) -> Opening {
+        let syn_ack = meta.tcp_flags & (SYN | ACK);
+        match (meta.protocol, meta.kind) {
+            (_, Kind::EchoReply) => Opening::NoFlow,
+            (ip_proto::TCP, _) if syn_ack == SYN => Opening::Flow { initiator: side, tcp: TcpState::SynSent },
+            (ip_proto::TCP, _) if self.tcp_mode == TcpMode::Strict => Opening::NoFlow,
+            (ip_proto::TCP, _) if syn_ack == SYN | ACK => {
+                Opening::Flow { initiator: side.other(), tcp: TcpState::SynReceived }
+            }
+            (ip_proto::TCP, _) => Opening::Flow { initiator: side, tcp: TcpState::Established },
+            _ => Opening::Flow { initiator: side, tcp: TcpState::None },
+        }
+    }
+
+    /// Classify a connection opened by `initiator` of `key`.
+    #[inline]
+    fn classify_key(&self, key: &FlowKey, initiator: Side) -> Verdict {
+        let responder = initiator.other();
+        self.snapshot.classify(key.addr(initiator), key.addr(responder), key.protocol(), key.port(responder))
+    }
+
+    /// Classify the packet itself as a new connection from its source.
+    #[inline]
+    fn classify_packet(&self, meta: &Meta) -> Verdict {
+        self.snapshot.classify(meta.src_ip(), meta.dst_ip(), meta.protocol, meta.dst_port)
+    }
+
+    fn count_verdict(&mut self, allow: bool) -> bool {
+        if !allow {
+            self.counters.drop_policy += 1;
+        }
+        allow
+    }
+
+    fn on_miss(&mut self, key: FlowKey, hash: u32, side: Side, meta: &Meta, len: usize) -> bool {
+        let (initiator, tcp) = match self.opening(meta, side) {
+            Opening::Flow { initiator, tcp } => (initiator, tcp),
+            Opening::NoFlow if self.flows.is_full() => return self.decide_stateless(meta),
+            Opening::NoFlow => {
+                self.counters.drop_no_flow += 1;
+                return false;
+            }
+        };
+        let verdict = self.classify_key(&key, initiator);
+        let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
+        entry.count(entry.direction(side), len, self.now);
+        match self.flows.insert(key, hash, entry) {
+            Ok(_) => self.counters.flow_inserts += 1,
+            Err(_) => self.counters.flow_table_full += 1,
+        }
+        self.count_verdict(verdict.is_allow())
+    }
+
+    /// Without a flow (table full): allowed if this direction is, or if the packet could
+    /// be the reply of a connection the other way that is.
+    fn decide_stateless(&mut self, meta: &Meta) -> bool {
+        self.counters.stateless_decisions += 1;
+        let forward = self.classify_packet(meta).is_allow();
+        let allow = forward
+            || self.snapshot.classify(meta.dst_ip(), meta.src_ip(), meta.protocol, meta.src_port).is_allow();
+        self.count_verdict(allow)
+    }
+
+    fn on_hit(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
+        let entry = *self.flows.entry(index);
+        let direction = entry.direction(side);
+        let opens = meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN;
+        let denied = entry.action == Action::Deny;
+        // A packet that opens a connection of its own is decided as new: a SYN on an
+        // ended connection, a SYN from the responder, or the responder sending over a
+        // flow that was denied. It replaces the entry when the old connection is over
+        // (or never was) and the new one is allowed, or when the initiator starts over.
+        let opens_own = if meta.protocol == ip_proto::TCP {
+            opens && (entry.tcp_finished() || direction == REPLY)
+        } else {
+            direction == REPLY && denied
+        };
+        if opens_own {
+            let verdict = self.classify_packet(meta);
+            let over = entry.tcp_finished() || denied;
+            if direction == ORIG || (verdict.is_allow() && over) {
+                let tcp = if opens { TcpState::SynSent } else { entry.tcp };
+                let mut fresh = FlowEntry::new(verdict, self.generation, side, tcp, self.now);
+                fresh.count(ORIG, len, self.now);
+                *self.flows.entry_mut(index) = fresh;
+            }
+            return self.count_verdict(verdict.is_allow());
+        }
+        if !entry.is_current(self.generation) {
+            let verdict = self.classify_key(self.flows.key(index), entry.initiator());
+            self.counters.flow_redecided += 1;
+            if entry.action == Action::Allow && !verdict.is_allow() {
+                self.counters.flow_revoked += 1;
+            }
+            self.flows.entry_mut(index).set_verdict(verdict, self.generation);
+        }
+        let now = self.now;
+        let entry = self.flows.entry_mut(index);
+        entry.count(direction, len, now);
+        if meta.protocol == ip_proto::TCP {
+            entry.track_tcp(direction, meta.tcp_flags);
+        }
+        let allow = entry.action == Action::Allow;
+        self.count_verdict(allow)
+    }
+
+    fn follow_fragment(&mut self, meta: &Meta) -> bool {
+        let ident = meta.fragment.unwrap_or_default();
+        match self.fragments.lookup(&fragment_key(meta, ident), self.now) {
+            Some(allow) => {
+                self.counters.fragments_followed += 1;
+                self.count_verdict(allow)
+            }
+            None => {
+                self.counters.drop_fragment += 1;
+                false
+            }
+        }
+    }
+
+    fn follow_quoted(&mut self, meta: &Meta) -> bool {
+        let Kind::IcmpError(q) = meta.kind else {
+            return false;
+        };
+        let (key, _) = FlowKey::new(&q.src, q.src_port, &q.dst, q.dst_port, q.protocol, meta.vlan);
+        let hash = self.flows.hash(&key);
+        let Some(index) = self.flows.find(&key, hash) else {
+            self.counters.drop_no_flow += 1;
+            return false;
+        };
+        let entry = *self.flows.entry(index);
+        let mut allow = entry.action == Action::Allow;
+        if !entry.is_current(self.generation) {
+            let verdict = self.classify_key(&key, entry.initiator());
+            self.counters.flow_redecided += 1;
+            if allow && !verdict.is_allow() {
+                self.counters.flow_revoked += 1;
+            }
+            self.flows.entry_mut(index).set_verdict(verdict, self.generation);
+            allow = verdict.is_allow();
+        }
+        if allow {
+            self.counters.icmp_related += 1;
+        }
+        self.count_verdict(allow)
+    }
+
+    fn age(&mut self) {
+        let removed = self.flows.age(self.now, self.aging_budget);
+        self.counters.flow_expiries += removed as u64;
+    }
+}
+
+fn fragment_key(meta: &Meta, ident: u32) -> FragmentKey {
+    FragmentKey { src: meta.src, dst: meta.dst, ident, protocol: meta.protocol, vlan: meta.vlan }
+}
+
+impl<S: Classifier> PacketFilter for Pipeline<S> {
+    #[inline]
+    fn begin_burst(&mut self, now: u64) {
+        self.now = now;
+        let current = self.snapshots.load();
+        if !Arc::ptr_eq(current, &self.snapshot) {
+            self.snapshot = Arc::clone(current);
+            self.generation = self.snapshot.generation();
+        }
+        self.bursts_since_aging += 1;
+        if self.bursts_since_aging >= self.aging_every_bursts {
+            self.bursts_since_aging = 0;
+            self.age();
+        }
+    }
+
+    #[inline]
+    fn admit(&mut self, frame: &[u8], _in_port: u16) -> bool {
+        self.counters.rx += 1;
+        let allow = self.decide(frame);
+        if allow {
+            self.counters.forwarded += 1;
+        }
+        allow
+    }
+
+    fn idle(&mut self, now: u64) {
+        self.now = now;
+        self.age();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! the wire as a real IPv6 source), the (address, port) pairs sorted so that A→B and
 //! B→A produce the same key. Five `u64` words: cheap to compare and to hash.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Which endpoint of the canonical key an address belongs to: `Lo` sorts first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +149,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const A: [u8; 4] = [10, 0, 0, 1];
     const B: [u8; 4] = [10, 0, 0, 2];

@@ -1,11 +1,9 @@
 //! SCTP (RFC 9260) common header view: ports, verification tag, checksum, and the type
 //! of the first chunk (INIT opens an association).
 
-use super::{get_u16, get_u32, set_u16, set_u32, Error, Result};
+use super::{get_u32, set_u32, Error, Result};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
     pub const VERIFICATION_TAG: usize = 4;
     pub const CHECKSUM: usize = 8;
     pub const CHUNKS: usize = 12;
@@ -27,20 +25,14 @@ header_view!(
     Packet
 );
 
+port_accessors!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn src_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    pub fn dst_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     pub fn verification_tag(&self) -> u32 {
@@ -62,14 +54,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_src_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::SRC_PORT, value);
-    }
-
-    pub fn set_dst_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::DST_PORT, value);
-    }
-
     pub fn set_verification_tag(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::VERIFICATION_TAG, value);
     }

@@ -4,8 +4,6 @@
 use super::{get_u16, get_u32, set_u16, set_u32, Error, Result};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
     pub const SEQ: usize = 4;
     pub const ACK: usize = 8;
     pub const OFFSET: usize = 12;
@@ -35,6 +33,8 @@ header_view!(
     Packet
 );
 
+port_accessors!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
     /// The fixed header present, data offset at least 5 words and inside the buffer.
     pub fn check_len(&self) -> Result<()> {
@@ -49,14 +49,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn src_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    pub fn dst_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     pub fn seq_number(&self) -> u32 {
@@ -115,14 +107,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_src_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::SRC_PORT, value);
-    }
-
-    pub fn set_dst_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::DST_PORT, value);
-    }
-
     pub fn set_seq_number(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::SEQ, value);
     }

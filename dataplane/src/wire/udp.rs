@@ -4,8 +4,6 @@
 use super::{get_u16, set_u16, Error, Result};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
     pub const LENGTH: usize = 4;
     pub const CHECKSUM: usize = 6;
     pub const PAYLOAD: usize = 8;
@@ -17,6 +15,8 @@ header_view!(
     /// A view of a UDP datagram.
     Packet
 );
+
+port_accessors!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     pub fn check_len(&self) -> Result<()> {
@@ -32,14 +32,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn src_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    pub fn dst_port(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length field: header plus payload.
@@ -58,14 +50,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_src_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::SRC_PORT, value);
-    }
-
-    pub fn set_dst_port(&mut self, value: u16) {
-        set_u16(self.buffer.as_mut(), field::DST_PORT, value);
-    }
-
     pub fn set_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
