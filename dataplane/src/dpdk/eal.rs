@@ -127,9 +127,18 @@ impl Eal {
 
 impl Drop for Eal {
     fn drop(&mut self) {
+        // SAFETY: EAL is initialised; the runtime directory path is a static string.
+        let runtime_dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: the last owner of the EAL is going away; every object holding an
         // Arc<Eal> (ports, pools, rings) is already gone, and no lcore job runs.
         unsafe { dpdk_sys::rte_eal_cleanup() };
+        // EAL leaves its per-prefix runtime directory behind; palisade runs as a
+        // primary with its own prefix, so nobody else uses it.
+        if !runtime_dir.is_empty() {
+            let _ = std::fs::remove_dir_all(&runtime_dir);
+        }
     }
 }
 
