@@ -48,7 +48,7 @@ pub enum DpdkError {
     #[error("EAL argument {0:?} contains a NUL byte")]
     BadArgument(String),
     #[error("EAL initialisation failed: {reason} (EAL arguments: {args})")]
-    EalInit { reason: String, args: String },
+    EalInit { reason: String, errno: i32, args: String },
     #[error("EAL has no worker lcores: give at least one worker core besides the main lcore")]
     NoWorkerLcores,
     #[error("cannot create mempool {name:?} of {count} mbufs: {reason}")]

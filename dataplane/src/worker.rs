@@ -198,6 +198,8 @@ pub enum WorkerError {
     SinkIsForwarding(String),
     #[error("{filters} filters for port {port:?} with {queues} queues: give one filter per worker")]
     FilterCount { filters: usize, port: String, queues: u16 },
+    #[error("EAL could not create the devices {0}: a vdev driver name is unknown (DPDK's are net_tap, net_null, net_pcap, net_ring, net_memif, ...; `ls /usr/lib/*/dpdk/pmds-*/librte_net_*` lists the installed ones) or a PCI device cannot be used")]
+    UnknownDevice(String),
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
 }
@@ -339,7 +341,13 @@ impl Forwarder {
     pub fn start(cfg: &ForwarderConfig) -> Result<Forwarder, WorkerError> {
         cfg.validate()?;
         let allowed = host::allowed_cpus().map_err(WorkerError::Host)?;
-        let eal = Eal::init(&cfg.eal_args(&allowed))?;
+        let eal = Eal::init(&cfg.eal_args(&allowed)).map_err(|e| match e {
+            DpdkError::EalInit { errno, .. } if errno == libc::ENODEV => {
+                let devices: Vec<&str> = cfg.ports.iter().chain(&cfg.drop_sink).map(DevSpec::spec).collect();
+                WorkerError::UnknownDevice(devices.join(" "))
+            }
+            e => e.into(),
+        })?;
         let workers = eal.worker_lcores().len();
         if workers == 0 {
             return Err(DpdkError::NoWorkerLcores.into());

@@ -39,7 +39,14 @@ impl Eal {
         // strings; EAL is initialised at most once (guarded by EAL_CLAIMED).
         let rc = unsafe { dpdk_sys::rte_eal_init(argv.len() as c_int, argv.as_mut_ptr()) };
         if rc < 0 {
-            return Err(DpdkError::EalInit { reason: last_error(), args: joined });
+            // SAFETY: reads this thread's rte_errno.
+            let errno = unsafe { dpdk_sys::palisade_errno() };
+            if errno == libc::ENODEV {
+                // Device creation failed after EAL made its runtime directory for our
+                // prefix; nothing else uses it.
+                remove_runtime_dir();
+            }
+            return Err(DpdkError::EalInit { reason: last_error(), errno, args: joined });
         }
         // SAFETY: EAL is initialised; these read its lcore configuration.
         let main_lcore = unsafe { dpdk_sys::rte_get_main_lcore() };
@@ -127,18 +134,21 @@ impl Eal {
 
 impl Drop for Eal {
     fn drop(&mut self) {
-        // SAFETY: EAL is initialised; the runtime directory path is a static string.
-        let runtime_dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }
-            .to_string_lossy()
-            .into_owned();
         // SAFETY: the last owner of the EAL is going away; every object holding an
         // Arc<Eal> (ports, pools, rings) is already gone, and no lcore job runs.
         unsafe { dpdk_sys::rte_eal_cleanup() };
         // EAL leaves its per-prefix runtime directory behind; palisade runs as a
         // primary with its own prefix, so nobody else uses it.
-        if !runtime_dir.is_empty() {
-            let _ = std::fs::remove_dir_all(&runtime_dir);
-        }
+        remove_runtime_dir();
+    }
+}
+
+/// Removes EAL's runtime directory (`/var/run/dpdk/<prefix>`), if it was made.
+fn remove_runtime_dir() {
+    // SAFETY: returns a pointer to EAL's static path buffer (empty before it is set).
+    let dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }.to_string_lossy().into_owned();
+    if !dir.is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
