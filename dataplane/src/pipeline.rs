@@ -39,6 +39,7 @@
 pub mod craft;
 pub mod fragments;
 pub mod parse;
+pub mod pcap;
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -190,6 +191,11 @@ impl<S: Classifier> Pipeline<S> {
             bursts_since_aging: 0,
             counters: Counters::default(),
         }
+    }
+
+    /// The snapshot the last burst ran with.
+    pub fn snapshot(&self) -> Arc<S> {
+        Arc::clone(&self.snapshot)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -449,6 +455,24 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
     fn idle(&mut self, now: u64) {
         self.now = now;
         self.age();
+    }
+}
+
+/// Lend a pipeline to a worker run and keep it: `palisade replay` reads the counters and
+/// flows after the run returns.
+impl<S: Classifier> PacketFilter for &mut Pipeline<S> {
+    #[inline]
+    fn begin_burst(&mut self, now: u64) {
+        (**self).begin_burst(now);
+    }
+
+    #[inline]
+    fn admit(&mut self, frame: &[u8], in_port: u16) -> bool {
+        (**self).admit(frame, in_port)
+    }
+
+    fn idle(&mut self, now: u64) {
+        (**self).idle(now);
     }
 }
 

@@ -164,6 +164,22 @@ pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: u8) -> Vec<u8> {
     ip_frame(src.ip(), dst.ip(), &l4)
 }
 
+/// A whole TCP connection, `client` opening to `server`, SYN to FIN: handshake, one
+/// segment of data each way, FIN each way, last ACK (8 frames).
+pub fn tcp_connection(client: SocketAddr, server: SocketAddr) -> Vec<Vec<u8>> {
+    use crate::wire::tcp::flags::{ACK, FIN, PSH, SYN};
+    vec![
+        tcp(client, server, SYN),
+        tcp(server, client, SYN | ACK),
+        tcp(client, server, ACK),
+        tcp(client, server, PSH | ACK),
+        tcp(server, client, PSH | ACK),
+        tcp(client, server, FIN | ACK),
+        tcp(server, client, FIN | ACK),
+        tcp(client, server, ACK),
+    ]
+}
+
 pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     ip_frame(src.ip(), dst.ip(), &L4::Udp { src_port: src.port(), dst_port: dst.port(), payload })
 }

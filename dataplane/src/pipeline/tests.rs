@@ -113,17 +113,7 @@ fn config() -> PipelineConfig {
 }
 
 fn conversation(client: &str, server: &str) -> Vec<Vec<u8>> {
-    let (c, s) = (sock(client), sock(server));
-    vec![
-        craft::tcp(c, s, SYN),
-        craft::tcp(s, c, SYN | ACK),
-        craft::tcp(c, s, ACK),
-        craft::tcp(c, s, PSH | ACK),
-        craft::tcp(s, c, PSH | ACK),
-        craft::tcp(c, s, FIN | ACK),
-        craft::tcp(s, c, FIN | ACK),
-        craft::tcp(c, s, ACK),
-    ]
+    craft::tcp_connection(sock(client), sock(server))
 }
 
 #[test]
