@@ -6,7 +6,9 @@
 //! (`networking.k8s.io/v1`) become k8s-openapi objects; every other kind is skipped
 //! with a debug line. Like `kubectl apply` (strict field validation), a field the API
 //! does not define is an error rather than silently dropped: a typo such as `ingres:`
-//! would otherwise turn an allow-list into a deny-all.
+//! would otherwise turn an allow-list into a deny-all. That strictness covers top-level
+//! keys, `metadata` and a NetworkPolicy's `spec`; the rest of Pods and Nodes is written
+//! by the cluster and may carry fields of a newer Kubernetes, which are ignored.
 //!
 //! Loading is all or nothing: the first error aborts and no partial cluster escapes.
 //! Semantic checks (CIDRs, ports, selectors, duplicates) are `validate`'s job.
@@ -305,14 +307,16 @@ fn add_object(
 fn object_label(kind: &str, object: &serde_json::Map<String, Value>) -> String {
     let meta = object.get("metadata");
     let get = |field: &str| meta.and_then(|m| m.get(field)).and_then(Value::as_str);
-    match (get("namespace"), get("name")) {
+    // Namespaced kinds without a namespace land in `default`, as with `kubectl apply`.
+    let namespace = get("namespace").or(matches!(kind, "Pod" | "NetworkPolicy").then_some("default"));
+    match (namespace, get("name")) {
         (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
         (None, Some(name)) => format!("{kind} {name}"),
         _ => kind.to_string(),
     }
 }
 
-fn decode<T: DeserializeOwned + Serialize>(
+fn decode<T: DeserializeOwned + Serialize + k8s_openapi::Resource>(
     value: &Value,
     de: Option<serde_yaml_ng::Deserializer<'_>>,
 ) -> Result<T, String> {
@@ -330,6 +334,16 @@ fn decode<T: DeserializeOwned + Serialize>(
     let known = serde_json::to_value(&object).map_err(|e| e.to_string())?;
     let mut unknown = Vec::new();
     unknown_fields(value, &known, &mut String::new(), &mut unknown);
+    // Strict where people write and policy depends: top-level keys, metadata (labels)
+    // and a NetworkPolicy's spec. Elsewhere (a Pod's or Node's spec and status, written
+    // by the cluster) a field from a newer Kubernetes than k8s-openapi knows is fine.
+    let (strict, lenient): (Vec<String>, Vec<String>) = unknown.into_iter().partition(|path| {
+        !path.contains(['.', '[']) || path.starts_with("metadata.") || (T::KIND == "NetworkPolicy" && path.starts_with("spec."))
+    });
+    if !lenient.is_empty() {
+        tracing::debug!(kind = T::KIND, fields = %lenient.join(", "), "ignoring fields palisade's API version does not know");
+    }
+    let unknown = strict;
     if !unknown.is_empty() {
         return Err(format!(
             "unknown field{} {}: not part of the Kubernetes API (check the spelling and indentation)",
@@ -427,6 +441,25 @@ mod tests {
         assert_eq!(c.policies.len(), 1);
         assert_eq!(c.policies[0].source.doc, 2);
         assert_eq!(c.pods[1].object.metadata.name.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn kubectl_output_with_cluster_written_fields_loads() {
+        let c = load(
+            "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems:\n\
+             - apiVersion: v1\n  kind: Pod\n  metadata:\n    name: a\n    namespace: dev\n    uid: 0f5c\n\
+             \x20   creationTimestamp: \"2026-11-23T10:00:00Z\"\n    resourceVersion: \"42\"\n\
+             \x20   ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: a-1, uid: x, controller: true}]\n\
+             \x20   managedFields: [{manager: kubelet, operation: Update, apiVersion: v1, fieldsType: FieldsV1, fieldsV1: {f:status: {}}}]\n\
+             \x20 spec:\n    containers: [{name: c, image: i, futureContainerField: 1}]\n    futureSpecField: {x: 1}\n\
+             \x20 status:\n    phase: Running\n    podIP: 10.0.0.1\n    futureStatusField: [1, 2]\n",
+        )
+        .unwrap();
+        assert_eq!(c.pods.len(), 1);
+        let typo = load("apiVersion: v1\nkind: Pod\nmetdata: {name: a}\n").unwrap_err();
+        assert_eq!(typo, "m.yaml (document 1): Pod: unknown field metdata: not part of the Kubernetes API (check the spelling and indentation)");
+        let label_typo = load("apiVersion: v1\nkind: Pod\nmetadata: {name: a, label: {app: x}}\n").unwrap_err();
+        assert_eq!(label_typo, "m.yaml (document 1): Pod default/a: unknown field metadata.label: not part of the Kubernetes API (check the spelling and indentation)");
     }
 
     #[test]
