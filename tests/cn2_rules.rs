@@ -177,3 +177,29 @@ apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: q, names
         [("ns-ingress-default-deny", ep1), ("ns-egress-default-deny", "tier in (web, api) && !canary && namespace=ns || namespace=ns")]
     );
 }
+
+/// The command itself prints the document's rules table, aligned.
+#[test]
+fn palisade_rules_command_prints_the_tables() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["rules", "--manifests", "examples/cn2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let titles: Vec<&str> = stdout.split("\n\n").map(|t| t.lines().next().unwrap_or("")).collect();
+    assert_eq!(
+        titles,
+        ["Tags", "Address Groups", "Firewall Rules", "Firewall Policy", "Default Deny (pods isolated by a policy; not in CN2's tables)"]
+    );
+    assert!(stdout.contains(
+        "Firewall Rules\n\
+         Rule Name                                                            | Action | Service  | Endpoint1                    | Direction | Endpoint2\n\
+         ---------------------------------------------------------------------+--------+----------+------------------------------+-----------+-----------------------------------\n\
+         default-ingress-test-network-policy-0-ipBlock-0-172.17.1.0/24-0      | deny   | tcp:6379 | role=db && namespace=default | ingress   | Address Group: 172.17.1.0/24\n\
+         default-ingress-test-network-policy-0-ipBlock-0-cidr-172.17.0.0/16-0 | pass   | tcp:6379 | role=db && namespace=default | ingress   | Address Group: 172.17.0.0/16\n\
+         default-ingress-test-network-policy-0-namespaceSelector-1-0          | pass   | tcp:6379 | role=db && namespace=default | ingress   | project=myproject\n\
+         default-ingress-test-network-policy-0-podSelector-2-0                | pass   | tcp:6379 | role=db && namespace=default | ingress   | namespace=default && role=frontend\n\
+         default-egress-test-network-policy-ipBlock-0-cidr-10.0.0.0/24-0      | pass   | tcp:5978 | role=db && namespace=default | egress    | Address Group: 10.0.0.0/24\n"
+    ), "{stdout}");
+}

@@ -123,3 +123,24 @@ fn bundled_examples_load_and_validate() {
         );
     }
 }
+
+/// Through the binary: a bad manifest directory fails with every error and exit 1,
+/// and prints nothing on stdout.
+#[test]
+fn commands_refuse_invalid_manifests() {
+    let expected = std::fs::read_to_string("tests/data/bad/endport.err").unwrap();
+    for args in [
+        &["rules", "--manifests", "tests/data/bad/endport.yaml"][..],
+        &["matrix", "--manifests", "tests/data/bad/endport.yaml"][..],
+        &["explain", "--manifests", "tests/data/bad/endport.yaml", "--from", "1.2.3.4", "--to", "1.2.3.5"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("palisade: error: loading tests/data/bad/endport.yaml: {expected}"),
+            "{args:?}"
+        );
+    }
+}
