@@ -215,15 +215,19 @@ impl Matrix {
         const CHAR: usize = 8; // approximate width of a 13px monospace character
         let n = self.parties.len();
         let label_w = self.parties.iter().map(|p| p.label.chars().count()).max().unwrap_or(0) * CHAR + 12;
-        let top = 60 + label_w; // title lines, then the rotated column labels
-        let width = label_w + n * CELL + 20;
+        let header = [self.title(), Self::LEGEND.to_string(), self.summary()];
+        let top = 24 + 18 * header.len() + label_w; // header lines, then the rotated column labels
+        let header_w = header.iter().map(|l| l.chars().count()).max().unwrap_or(0) * CHAR + 20;
+        let width = (label_w + n * CELL + 20).max(header_w);
         let height = top + n * CELL + 20;
         let mut out = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"monospace\" font-size=\"13\">\n"
         );
         let _ = writeln!(out, "<rect width=\"{width}\" height=\"{height}\" fill=\"#ffffff\"/>");
-        let _ = writeln!(out, "<text x=\"10\" y=\"20\" font-weight=\"bold\">{}</text>", escape(&self.title()));
-        let _ = writeln!(out, "<text x=\"10\" y=\"40\">{} — {}</text>", escape(Self::LEGEND), escape(&self.summary()));
+        for (i, line) in header.iter().enumerate() {
+            let weight = if i == 0 { " font-weight=\"bold\"" } else { "" };
+            let _ = writeln!(out, "<text x=\"10\" y=\"{}\"{weight}>{}</text>", 20 + 18 * i, escape(line));
+        }
         for (i, p) in self.parties.iter().enumerate() {
             let y = top + i * CELL + CELL / 2 + 4;
             let _ = writeln!(out, "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\">{}</text>", label_w - 6, escape(&p.label));
