@@ -20,6 +20,11 @@
 //! `namespaceSelector-podSelector-{i}`; a rule whose `from`/`to` is missing or empty
 //! (any peer) is `any-0`. The implicit deny of an isolated pod is
 //! `{ns}-{direction}-default-deny` (see [`isolation_rule_name`]).
+//!
+//! Names are unique within a policy, which is where CN2 scopes them (one firewall
+//! policy per NetworkPolicy). Across policies the document's scheme can repeat a name
+//! (egress rule 1 of `p` and egress rule 0 of `p-1` are both `…-egress-p-1-…`), so
+//! the snapshot identifies rules by id and uses these names only to show them.
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -11,10 +11,10 @@ pub struct Args {
     /// Manifest directory (or file): Namespaces, Pods, Nodes, NetworkPolicies.
     #[arg(long, value_name = "DIR")]
     pub manifests: PathBuf,
-    /// Source: NAMESPACE/POD or an IP address.
+    /// Source: NAMESPACE/POD, node/NAME or an IP address.
     #[arg(long, value_name = "X")]
     pub from: String,
-    /// Destination: NAMESPACE/POD or an IP address.
+    /// Destination: NAMESPACE/POD, node/NAME or an IP address.
     #[arg(long, value_name = "Y")]
     pub to: String,
     /// Traffic: PROTOCOL/PORT (tcp/80, udp/53, sctp/9) or icmp.

@@ -12,12 +12,14 @@ use dataplane::{Classifier, Reason, RuleId, Verdict, NO_RULE};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-/// The explanation of `from` → `to` (each `ns/pod` or an IP address) for `traffic`;
-/// an error if an end is unknown or has no usable address.
+/// The explanation of `from` → `to` (each `ns/pod`, `node/NAME` as the matrix labels
+/// nodes, or an IP address) for `traffic`; an error if an end is unknown or has no
+/// usable address.
 pub fn explain(offline: &Offline, from: &str, to: &str, traffic: PortArg) -> Result<String, String> {
     let model = &offline.model;
     let snapshot = &offline.compiled.snapshot;
-    let probe = Probe { fields: Vec::new(), src: from.to_string(), dst: to.to_string(), protocol: traffic.protocol, port: traffic.port };
+    let (from, to) = (node_as_address(model, from)?, node_as_address(model, to)?);
+    let probe = Probe { fields: Vec::new(), src: from, dst: to, protocol: traffic.protocol, port: traffic.port };
     let r = probe.resolve(model)?;
     let verdict = snapshot.classify(r.src, r.dst, r.proto, r.port);
     let src = End::identify(model, r.src);
@@ -61,6 +63,22 @@ pub fn explain(offline: &Offline, from: &str, to: &str, traffic: PortArg) -> Res
         if names.is_empty() { String::new() } else { format!("; deciding rules: {}", names.join(", ")) }
     );
     Ok(out)
+}
+
+/// `node/NAME` (unless a namespace `node` holds a pod `NAME`) as the node's first
+/// address; anything else unchanged, for `Probe::resolve`.
+fn node_as_address(model: &Model, end: &str) -> Result<String, String> {
+    let Some(name) = end.strip_prefix("node/") else { return Ok(end.to_string()) };
+    if model.pod_id("node", name).is_some() {
+        return Ok(end.to_string());
+    }
+    match model.nodes.iter().find(|n| n.name == name) {
+        Some(node) => match node.addrs.first() {
+            Some(addr) => Ok(addr.to_string()),
+            None => Err(format!("node {name} has no IP address in status.addresses")),
+        },
+        None => Err(format!("unknown node {name:?} (no Node {name} in the manifests)")),
+    }
 }
 
 /// What an address turned out to be.
@@ -315,7 +333,8 @@ mod tests {
         assert!(text.starts_with("dev/dbserver-dev (10.47.255.234) → qa/client-qa (10.47.255.236), UDP port 53: DENIED\n"), "{text}");
         assert!(text.contains("  policy2 lists Egress in policyTypes but has no egress rules: it allows no egress at all.\n"), "{text}");
         assert!(text.ends_with("Verdict (compiled snapshot): deny; deciding rules: dev-egress-default-deny\n"), "{text}");
-        let own_node = explain(&o, "10.169.25.21", "dev/dbserver-dev", "icmp".parse().unwrap()).unwrap();
+        let own_node = explain(&o, "node/cent333", "dev/dbserver-dev", "icmp".parse().unwrap()).unwrap();
+        assert!(own_node.starts_with("node cent333 (10.169.25.21) → dev/dbserver-dev (10.47.255.234), ICMP: ALLOWED\n"), "{own_node}");
         assert!(own_node.contains("No policy is consulted: dev/dbserver-dev runs on node cent333, and traffic between a pod and its own node is always allowed.\n"), "{own_node}");
         let outside = explain(&o, "192.0.2.1", "198.51.100.1", tcp80()).unwrap();
         assert!(outside.contains("Neither end is a pod palisade knows"), "{outside}");
@@ -323,6 +342,10 @@ mod tests {
         assert_eq!(
             explain(&o, "dev/nope", "dev/webserver-dev", tcp80()).unwrap_err(),
             "unknown pod \"dev/nope\" (no Pod nope in namespace dev in the manifests)"
+        );
+        assert_eq!(
+            explain(&o, "node/cent999", "dev/webserver-dev", tcp80()).unwrap_err(),
+            "unknown node \"cent999\" (no Node cent999 in the manifests)"
         );
     }
 }
