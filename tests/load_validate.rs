@@ -144,3 +144,103 @@ fn commands_refuse_invalid_manifests() {
         );
     }
 }
+
+mod layout_props {
+    //! However objects are spread over files, documents and `kind: List`s, loading
+    //! returns them all, files in path order and documents in file order, each with
+    //! its file and index.
+    use control::load::load_dir;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+
+    #[derive(Clone, Debug)]
+    enum Layout {
+        /// One YAML document per object, `---` separated (with a stray empty document).
+        MultiDoc,
+        /// One `kind: List` holding every object.
+        List,
+        /// JSON: only for files holding one object.
+        Json,
+    }
+
+    /// A pod as block YAML, indented by `indent` spaces (for list items).
+    fn pod_yaml(name: &str, label: u8, indent: usize) -> String {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: dev\n  labels:\n    app: a{label}\nstatus:\n  podIP: 10.0.0.{label}\n"
+        );
+        let pad = " ".repeat(indent);
+        text.lines().map(|l| format!("{pad}{l}\n")).collect()
+    }
+
+    fn pod_json(name: &str, label: u8) -> String {
+        format!(
+            "{{\n  \"apiVersion\": \"v1\", \"kind\": \"Pod\",\n  \"metadata\": {{\"name\": \"{name}\", \"namespace\": \"dev\", \"labels\": {{\"app\": \"a{label}\"}}}},\n  \"status\": {{\"podIP\": \"10.0.0.{label}\"}}\n}}\n"
+        )
+    }
+
+    fn file_text(objects: &[(String, u8)], layout: &Layout) -> String {
+        match layout {
+            Layout::Json => pod_json(&objects[0].0, objects[0].1),
+            Layout::List => {
+                let items: String = objects
+                    .iter()
+                    .map(|(name, label)| {
+                        let item = pod_yaml(name, *label, 2);
+                        format!("- {}", &item[2..])
+                    })
+                    .collect();
+                format!("apiVersion: v1\nkind: List\nitems:\n{items}")
+            }
+            // A leading `---` opens document 0; the trailing one an empty document.
+            Layout::MultiDoc => {
+                let docs: Vec<String> = objects.iter().map(|(name, label)| pod_yaml(name, *label, 0)).collect();
+                format!("---\n{}---\n", docs.join("---\n"))
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn any_layout_loads_every_object_in_path_and_document_order(
+            files in prop::collection::vec(
+                (prop::sample::select(vec!["a", "b/c", "b/a", "z", "b/c/d"]), 1usize..4, 0u8..3),
+                1..6,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut expected: Vec<(PathBuf, usize, String)> = Vec::new();
+            let mut n = 0;
+            for (i, (sub, count, layout)) in files.iter().enumerate() {
+                let layout = match (layout, count) {
+                    (0, _) => Layout::MultiDoc,
+                    (1, _) => Layout::List,
+                    (_, 1) => Layout::Json,
+                    _ => Layout::List,
+                };
+                let ext = if matches!(layout, Layout::Json) { "json" } else { "yaml" };
+                let path = dir.path().join(sub).join(format!("f{i}.{ext}"));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let objects: Vec<(String, u8)> = (0..*count)
+                    .map(|_| {
+                        n += 1;
+                        (format!("p{n}"), (n % 250) as u8 + 1)
+                    })
+                    .collect();
+                std::fs::write(&path, file_text(&objects, &layout)).unwrap();
+                for (k, (name, _)) in objects.iter().enumerate() {
+                    expected.push((path.clone(), k, name.clone()));
+                }
+            }
+            expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let cluster = load_dir(dir.path()).unwrap();
+            let got: Vec<(PathBuf, usize, String)> = cluster
+                .pods
+                .iter()
+                .map(|p| (p.source.file.clone(), p.source.doc, p.object.metadata.name.clone().unwrap()))
+                .collect();
+            prop_assert_eq!(got, expected);
+            prop_assert!(control::validate::validate(&cluster).is_ok());
+        }
+    }
+}
