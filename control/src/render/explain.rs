@@ -8,7 +8,7 @@ use crate::cn2::Direction;
 use crate::compile::RuleOrigin;
 use crate::model::{Model, Operator, Peer, Policy, PortRef, PortSpec, Rule, Selector};
 use crate::probes::Probe;
-use dataplane::{Classifier, Reason, RuleId, Verdict, NO_RULE};
+use dataplane::{Classifier, Reason, RuleId, NO_RULE};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -49,9 +49,9 @@ pub fn explain(offline: &Offline, from: &str, to: &str, traffic: PortArg) -> Res
             let _ = writeln!(out, "No policy is consulted: {why}.");
         }
         _ => {
-            side(&mut out, offline, &src, Direction::Egress, verdict.egress_rule, &verdict);
+            side(&mut out, offline, &src, Direction::Egress, verdict.egress_rule);
             out.push('\n');
-            side(&mut out, offline, &dst, Direction::Ingress, verdict.ingress_rule, &verdict);
+            side(&mut out, offline, &dst, Direction::Ingress, verdict.ingress_rule);
         }
     }
     out.push('\n');
@@ -116,7 +116,7 @@ impl End {
 }
 
 /// One end's paragraph: its isolation for `d`, and what decided it.
-fn side(out: &mut String, offline: &Offline, end: &End, d: Direction, rule: RuleId, verdict: &Verdict) {
+fn side(out: &mut String, offline: &Offline, end: &End, d: Direction, rule: RuleId) {
     let model = &offline.model;
     let role = if d == Direction::Egress { "Source" } else { "Destination" };
     let pod = match *end {
@@ -149,13 +149,12 @@ fn side(out: &mut String, offline: &Offline, end: &End, d: Direction, rule: Rule
         })
         .collect();
     let _ = writeln!(out, "{role} {name}, {d}: isolated by {}.", by.join(" and "));
-    let allowed = match d {
-        Direction::Egress => verdict.reason != Reason::DeniedByEgress,
-        Direction::Ingress => verdict.reason != Reason::DeniedByIngress,
-    };
+    // Each side's deciding rule says how that side went: a policy rule allowed it, the
+    // isolation rule denied it (the verdict's reason names only the first denying side).
+    let origin = offline.compiled.origins.get(rule as usize);
     let rule_name = offline.compiled.snapshot.rule_name(rule);
-    if allowed && rule != NO_RULE {
-        let _ = writeln!(out, "  Allowed by {rule_name}: {}.", origin_words(model, offline.compiled.origins.get(rule as usize)));
+    if let Some(RuleOrigin::Policy { .. }) = origin {
+        let _ = writeln!(out, "  Allowed by {rule_name}: {}.", origin_words(model, origin));
         return;
     }
     // Denied: show what the isolating policies do allow, so the gap is visible.
@@ -323,6 +322,25 @@ mod tests {
              \x20 Allowed by dev-ingress-policy2-0-podSelector-0-0: policy2 ingress rule 0, from[0]: pods in dev with app=webserver-dev, ports[0]: TCP port 80.\n\
              \n\
              Verdict (compiled snapshot): allow; deciding rules: dev-egress-policy1-podSelector-0-0, dev-ingress-policy2-0-podSelector-0-0\n"
+        );
+    }
+
+    /// Both sides deny: each says so with its own isolation rule.
+    #[test]
+    fn both_sides_denied() {
+        assert_eq!(
+            explain(&lab(), "dev/webserver-dev", "dev/dbserver-dev", "udp/80".parse().unwrap()).unwrap(),
+            "dev/webserver-dev (10.47.255.233) → dev/dbserver-dev (10.47.255.234), UDP port 80: DENIED\n\
+             \n\
+             Source dev/webserver-dev, egress: isolated by policy1 (selects app=webserver-dev).\n\
+             \x20 policy1 egress rule 0 allows TCP port 80 to pods in dev with app=dbserver-dev.\n\
+             \x20 No egress rule allows this connection: denied by dev-egress-default-deny.\n\
+             \n\
+             Destination dev/dbserver-dev, ingress: isolated by policy2 (selects app=dbserver-dev).\n\
+             \x20 policy2 ingress rule 0 allows TCP port 80 from pods in dev with app=webserver-dev.\n\
+             \x20 No ingress rule allows this connection: denied by dev-ingress-default-deny.\n\
+             \n\
+             Verdict (compiled snapshot): deny; deciding rules: dev-egress-default-deny, dev-ingress-default-deny\n"
         );
     }
 
