@@ -358,7 +358,7 @@ fn check_ports(at: &mut Checker, field: &str, ports: &[NetworkPolicyPort]) {
             None => at.error(&ef, "Required value: may not be specified when `port` is not specified".into()),
             Some(IntOrString::String(_)) => at.error(
                 &ef,
-                "Invalid value: may not be specified when `port` is non-numeric (a named port); give `port` as a number".into(),
+                "Forbidden: may not be specified when `port` is non-numeric (a named port); give `port` as a number".into(),
             ),
             Some(IntOrString::Int(start)) if end < *start => at.error(
                 &ef,
