@@ -2,7 +2,7 @@
 //! `palisade replay` (its own process: EAL once per process), read back the counters
 //! and the two output pcaps.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -34,7 +34,7 @@ pub struct FlowKey {
 }
 
 /// An IPv4 address as the 16 bytes a key stores.
-#[inline]
+#[inline(always)]
 pub fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[10] = 0xff;

@@ -120,6 +120,7 @@ struct Network<'a> {
     link_local_hops: bool,
 }
 
+#[inline]
 fn parse_ipv4(data: &[u8], vlan: u32) -> Parsed {
     let Ok(ip) = ipv4::Packet::new_checked(data) else {
         return Parsed::Malformed;
@@ -136,6 +137,7 @@ fn parse_ipv4(data: &[u8], vlan: u32) -> Parsed {
     })
 }
 
+#[inline]
 fn parse_ipv6(data: &[u8], vlan: u32) -> Parsed {
     let Ok(ip) = ipv6::Packet::new_checked(data) else {
         return Parsed::Malformed;
@@ -161,6 +163,7 @@ fn parse_ipv6(data: &[u8], vlan: u32) -> Parsed {
 
 /// The smallest transport header of `protocol`: a later fragment starting inside it
 /// could rewrite the ports the first fragment was judged by (RFC 1858 overlap attack).
+#[inline]
 fn min_transport_len(protocol: u8) -> usize {
     match protocol {
         ip_proto::TCP => tcp::MIN_HEADER_LEN,
@@ -170,6 +173,7 @@ fn min_transport_len(protocol: u8) -> usize {
     }
 }
 
+#[inline]
 fn transport(net: Network<'_>) -> Parsed {
     let mut meta = Meta {
         src: net.src,

@@ -161,6 +161,7 @@ impl L2Header {
 }
 
 /// Parse the Ethernet header and up to `MAX_VLAN_TAGS` tags of `frame`.
+#[inline]
 pub fn walk_tags(frame: &[u8]) -> Result<L2Header> {
     let eth = Frame::new_checked(frame)?;
     let mut ethertype = eth.ethertype();
