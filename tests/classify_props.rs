@@ -240,7 +240,7 @@ fn world(seed: u64) -> World {
             3 => Some(vec!["Egress"]),
             _ => Some(vec!["Ingress", "Egress"]),
         };
-        let mut rules = |rng: &mut Rng| match rng.below(4) {
+        let rules = |rng: &mut Rng| match rng.below(4) {
             0 => None,
             1 => Some(Vec::new()),
             _ => Some((0..1 + rng.below(2)).map(|_| rule(rng, &ns_names)).collect()),

@@ -3,17 +3,23 @@
 //!
 //! Every (rule, peer, port) of every policy direction in force becomes one snapshot
 //! rule named in CN2's scheme (`cn2::rule_name`); rule ids follow policy order, so the
-//! "first allowing rule" the lookup reports is the first in manifest order. Selectors
-//! are resolved to address sets once per distinct peer, using a per-namespace label
-//! index. Pods selected by the same policies (and, when an ingress rule uses a named
-//! port, with the same named ports) share one rule set. The output is deterministic.
+//! "first allowing rule" the lookup reports is the first in manifest order.
+//!
+//! Endpoint pods that no selector can tell apart (same namespace, labels and named
+//! ports) share an identity; selector peers resolve, once per distinct peer and through
+//! a per-namespace label index, to identity sets, so a rule naming a namespace costs
+//! one entry per identity rather than per address. `ipBlock` peers resolve to address
+//! sets (which match pods too). Pods selected by the same policies (and, when an
+//! ingress rule uses a named port, with the same named ports) share one rule set. The
+//! output is deterministic.
+
+pub mod synthetic;
 
 use crate::cn2::{self, Direction, PeerKind};
-use crate::model::{IpBlock, Model, Peer, PortRef, Protocol, Selector};
-use dataplane::snapshot::{AddrSetId, AddressSet, Isolation, PortMatch, RuleSetEntry, Snapshot, SnapshotBuilder};
+use crate::model::{ContainerPort, IpBlock, Labels, Model, Peer, PortRef, Protocol, Selector};
+use dataplane::snapshot::{AddressSet, Isolation, PortMatch, Remote, RuleSetEntry, Snapshot, SnapshotBuilder};
 use dataplane::RuleId;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::rc::Rc;
 
 /// Where a snapshot rule came from (indexed by `RuleId`).
@@ -47,9 +53,9 @@ const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 /// What one (rule, peer, port) allows, before the local pod is known.
 enum Allows {
     /// The same entries for every selected pod.
-    Fixed(Vec<(AddrSetId, PortMatch)>),
+    Fixed(Vec<(Remote, PortMatch)>),
     /// An ingress rule with a named port: resolved against each selected (destination) pod.
-    NamedLocal { remote: AddrSetId, protocol: Protocol, name: String },
+    NamedLocal { remote: Remote, protocol: Protocol, name: String },
 }
 
 struct SubRule {
@@ -57,59 +63,78 @@ struct SubRule {
     allows: Allows,
 }
 
-/// A peer resolved once: its endpoint pods (for selector peers) and its address set.
+/// A peer resolved once: its identities (selector peers) and what the snapshot matches.
 struct ResolvedPeer {
-    pods: Option<Vec<u32>>,
-    set: AddrSetId,
+    identities: Option<Vec<u32>>,
+    remote: Remote,
+}
+
+/// Endpoint pods that every selector treats alike.
+struct Identity<'m> {
+    labels: &'m Labels,
+    pods: Vec<u32>,
 }
 
 struct Compiler<'m> {
     model: &'m Model,
     b: SnapshotBuilder,
     origins: Vec<RuleOrigin>,
-    /// Endpoint pods of each namespace, in order.
-    ns_pods: Vec<Vec<u32>>,
-    /// (namespace, label key, label value) → endpoint pods, in order.
+    identities: Vec<Identity<'m>>,
+    /// Identity of each pod (`u32::MAX` for non-endpoints).
+    pod_identity: Vec<u32>,
+    /// Identities of each namespace, in order.
+    ns_identities: Vec<Vec<u32>>,
+    /// (namespace, label key, label value) → identities, in order.
     postings: HashMap<(usize, &'m str, &'m str), Vec<u32>>,
     peers: HashMap<(Option<usize>, &'m Peer), Rc<ResolvedPeer>>,
-    /// (port name, protocol) → (endpoint pod, port), for egress named ports.
+    /// (port name, protocol) → (identity, port), for egress named ports.
     named: HashMap<(&'m str, Protocol), Vec<(u32, u16)>>,
-    all_set: Option<AddrSetId>,
 }
 
 impl<'m> Compiler<'m> {
     fn new(model: &'m Model, generation: u64) -> Self {
-        let mut ns_pods = vec![Vec::new(); model.namespaces.len()];
+        let mut identities: Vec<Identity> = Vec::new();
+        let mut by_key: HashMap<(usize, &Labels, &[ContainerPort]), u32> = HashMap::new();
+        let mut pod_identity = vec![u32::MAX; model.pods.len()];
+        let mut ns_identities = vec![Vec::new(); model.namespaces.len()];
         let mut postings: HashMap<(usize, &str, &str), Vec<u32>> = HashMap::new();
         let mut named: HashMap<(&str, Protocol), Vec<(u32, u16)>> = HashMap::new();
         for (i, p) in model.pods.iter().enumerate() {
             if !p.is_endpoint() {
                 continue;
             }
-            ns_pods[p.namespace].push(i as u32);
-            for (k, v) in &p.labels {
-                postings.entry((p.namespace, k, v)).or_default().push(i as u32);
-            }
-            for cp in &p.named_ports {
-                named.entry((&cp.name, cp.protocol)).or_default().push((i as u32, cp.port));
-            }
+            let id = *by_key.entry((p.namespace, &p.labels, &p.named_ports)).or_insert_with(|| {
+                let id = identities.len() as u32;
+                identities.push(Identity { labels: &p.labels, pods: Vec::new() });
+                ns_identities[p.namespace].push(id);
+                for (k, v) in &p.labels {
+                    postings.entry((p.namespace, k, v)).or_default().push(id);
+                }
+                for cp in &p.named_ports {
+                    named.entry((&cp.name, cp.protocol)).or_default().push((id, cp.port));
+                }
+                id
+            });
+            identities[id as usize].pods.push(i as u32);
+            pod_identity[i] = id;
         }
         Compiler {
             model,
             b: SnapshotBuilder::new(generation),
             origins: Vec::new(),
-            ns_pods,
+            identities,
+            pod_identity,
+            ns_identities,
             postings,
             peers: HashMap::new(),
             named,
-            all_set: None,
         }
     }
 
-    /// Endpoint pods of namespace `ns` matching `sel`, in order.
+    /// Identities of namespace `ns` matching `sel`, in order.
     fn select(&self, ns: usize, sel: &Selector) -> Vec<u32> {
         let candidates: &[u32] = if sel.match_labels.is_empty() {
-            &self.ns_pods[ns]
+            &self.ns_identities[ns]
         } else {
             let mut best: &[u32] = &[];
             for (i, (k, v)) in sel.match_labels.iter().enumerate() {
@@ -120,24 +145,7 @@ impl<'m> Compiler<'m> {
             }
             best
         };
-        candidates.iter().copied().filter(|&p| sel.matches(&self.model.pods[p as usize].labels)).collect()
-    }
-
-    fn all(&mut self) -> AddrSetId {
-        match self.all_set {
-            Some(s) => s,
-            None => {
-                let s = self.b.add_address_set(AddressSet::all());
-                self.all_set = Some(s);
-                s
-            }
-        }
-    }
-
-    fn pods_set(&mut self, pods: &[u32]) -> AddrSetId {
-        let model = self.model;
-        let set = AddressSet::from_addrs(pods.iter().flat_map(|&p| model.pods[p as usize].addrs.iter().copied()));
-        self.b.add_address_set(set)
+        candidates.iter().copied().filter(|&id| sel.matches(self.identities[id as usize].labels)).collect()
     }
 
     fn resolve_peer(&mut self, policy_ns: usize, peer: &'m Peer) -> Rc<ResolvedPeer> {
@@ -150,60 +158,69 @@ impl<'m> Compiler<'m> {
         let matching_namespaces = |sel: &Selector| {
             model.namespaces.iter().enumerate().filter(|(_, n)| sel.matches(&n.labels)).map(|(i, _)| i).collect::<Vec<_>>()
         };
-        let resolved = match peer {
-            Peer::Pods(sel) => {
-                let pods = self.select(policy_ns, sel);
-                ResolvedPeer { set: self.pods_set(&pods), pods: Some(pods) }
-            }
-            Peer::Namespaces(ns_sel) => {
-                let pods: Vec<u32> =
-                    matching_namespaces(ns_sel).into_iter().flat_map(|ns| self.ns_pods[ns].iter().copied()).collect();
-                ResolvedPeer { set: self.pods_set(&pods), pods: Some(pods) }
-            }
+        let ids: Vec<u32> = match peer {
+            Peer::Pods(sel) => self.select(policy_ns, sel),
+            Peer::Namespaces(ns_sel) => matching_namespaces(ns_sel)
+                .into_iter()
+                .flat_map(|ns| self.ns_identities[ns].iter().copied())
+                .collect(),
             Peer::NamespacesAndPods { namespaces, pods } => {
-                let pods: Vec<u32> =
-                    matching_namespaces(namespaces).into_iter().flat_map(|ns| self.select(ns, pods)).collect();
-                ResolvedPeer { set: self.pods_set(&pods), pods: Some(pods) }
+                matching_namespaces(namespaces).into_iter().flat_map(|ns| self.select(ns, pods)).collect()
             }
-            Peer::IpBlock(b) => ResolvedPeer { set: self.b.add_address_set(block_set(b)), pods: None },
+            Peer::IpBlock(b) => {
+                let remote = Remote::Addresses(self.b.add_address_set(block_set(b)));
+                let r = Rc::new(ResolvedPeer { identities: None, remote });
+                self.peers.insert(key, r.clone());
+                return r;
+            }
         };
+        let resolved = ResolvedPeer { remote: Remote::Identities(self.b.add_identity_set(ids.clone())), identities: Some(ids) };
         let r = Rc::new(resolved);
         self.peers.insert(key, r.clone());
         r
     }
 
     /// Entries for an egress rule with a named port: each destination pod among the
-    /// peer's candidates at the port its container declares under that name.
-    fn named_remote(&mut self, peer: Option<&'m Peer>, resolved: Option<&ResolvedPeer>, protocol: Protocol, name: &'m str) -> Vec<(AddrSetId, PortMatch)> {
+    /// peer's candidates at the port its container declares under that name. Selector
+    /// and any peers name identities (all pods of one identity declare the same ports);
+    /// an ipBlock peer names the addresses of the pods inside it.
+    fn named_remote(&mut self, peer: Option<&'m Peer>, resolved: Option<&ResolvedPeer>, protocol: Protocol, name: &'m str) -> Vec<(Remote, PortMatch)> {
         let model = self.model;
-        let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
-        match (peer, resolved.and_then(|r| r.pods.as_ref())) {
-            (_, Some(pods)) => {
-                for &p in pods {
-                    let pod = &model.pods[p as usize];
-                    for port in pod.resolve_port(name, protocol) {
-                        by_port.entry(port).or_default().extend(pod.addrs.iter().copied());
-                    }
+        let proto = protocol.number();
+        let ports = |m: u16| PortMatch::Ports { proto, lo: m, hi: m };
+        let mut by_port: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+        if let Some(ids) = resolved.and_then(|r| r.identities.as_ref()) {
+            for &id in ids {
+                let pod = &model.pods[self.identities[id as usize].pods[0] as usize];
+                for port in pod.resolve_port(name, protocol) {
+                    by_port.entry(port).or_default().push(id);
                 }
             }
-            (peer, None) => {
-                let block = match peer {
-                    Some(Peer::IpBlock(b)) => Some(b),
-                    _ => None,
-                };
-                for &(p, port) in self.named.get(&(name, protocol)).map(|v| v.as_slice()).unwrap_or(&[]) {
-                    let pod = &model.pods[p as usize];
-                    let addrs = pod.addrs.iter().copied().filter(|a| block.is_none_or(|b| b.contains(*a)));
-                    by_port.entry(port).or_default().extend(addrs);
-                }
+        } else {
+            for &(id, port) in self.named.get(&(name, protocol)).map(|v| v.as_slice()).unwrap_or(&[]) {
+                by_port.entry(port).or_default().push(id);
             }
         }
-        let proto = protocol.number();
-        by_port
-            .into_iter()
-            .filter(|(_, addrs)| !addrs.is_empty())
-            .map(|(port, addrs)| (self.b.add_address_set(AddressSet::from_addrs(addrs)), PortMatch::Ports { proto, lo: port, hi: port }))
-            .collect()
+        let mut out = Vec::new();
+        for (port, ids) in by_port {
+            let remote = match peer {
+                Some(Peer::IpBlock(block)) => {
+                    let addrs = ids
+                        .iter()
+                        .flat_map(|&id| self.identities[id as usize].pods.iter())
+                        .flat_map(|&p| model.pods[p as usize].addrs.iter().copied())
+                        .filter(|a| block.contains(*a));
+                    let set = AddressSet::from_addrs(addrs);
+                    if set.is_empty() {
+                        continue;
+                    }
+                    Remote::Addresses(self.b.add_address_set(set))
+                }
+                _ => Remote::Identities(self.b.add_identity_set(ids)),
+            };
+            out.push((remote, ports(port)));
+        }
+        out
     }
 
     /// Rules of policy `pi` for direction `d`, registering their names.
@@ -224,10 +241,7 @@ impl<'m> Compiler<'m> {
                     Some(Peer::IpBlock(b)) => PeerKind::IpBlockCidr(&b.cidr_text),
                 };
                 let resolved = peer.map(|(_, p)| self.resolve_peer(pol.namespace, p));
-                let remote = match &resolved {
-                    Some(r) => r.set,
-                    None => self.all(),
-                };
+                let remote = resolved.as_ref().map_or(Remote::Any, |r| r.remote);
                 let peer_idx = peer.map(|(i, _)| i);
                 let ports: Vec<Option<usize>> =
                     if rule.ports.is_empty() { vec![None] } else { (0..rule.ports.len()).map(Some).collect() };
@@ -294,10 +308,12 @@ impl<'m> Compiler<'m> {
             if !pol.isolates_ingress && !pol.isolates_egress {
                 continue;
             }
-            for p in self.select(pol.namespace, &pol.pod_selector) {
-                for (di, d) in DIRECTIONS.iter().enumerate() {
-                    if pol.isolates(*d) {
-                        selecting[p as usize][di].push(pi as u32);
+            for id in self.select(pol.namespace, &pol.pod_selector) {
+                for &p in &self.identities[id as usize].pods {
+                    for (di, d) in DIRECTIONS.iter().enumerate() {
+                        if pol.isolates(*d) {
+                            selecting[p as usize][di].push(pi as u32);
+                        }
                     }
                 }
             }
@@ -353,7 +369,7 @@ impl<'m> Compiler<'m> {
                 let default_rule = isolation[pod.namespace][di].expect("isolating policy registered its namespace");
                 iso[di] = Isolation::Isolated { rules: set, default_rule };
             }
-            self.b.add_endpoint(&pod.addrs, pod.node.map(|n| node_ids[n]), iso[0], iso[1]);
+            self.b.add_endpoint(&pod.addrs, self.pod_identity[i], pod.node.map(|n| node_ids[n]), iso[0], iso[1]);
         }
         Compiled { snapshot: self.b.build(), origins: self.origins }
     }

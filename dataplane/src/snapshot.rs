@@ -3,20 +3,26 @@
 //!
 //! Layout (all flat arrays, shared between pods):
 //! - address → endpoint or node: one hash map per family keyed by the integer address;
-//! - endpoint → per direction either "not isolated" or (rule set, isolation rule);
-//! - rule set → disjoint address segments covering the whole address space (binary
-//!   search on the segment starts), each pointing at an interned port list;
+//! - endpoint → identity (its class for selectors) and, per direction, either "not
+//!   isolated" or (rule set, isolation rule);
+//! - rule set → a base port list (rules allowing any remote), a sorted identity table
+//!   (selector peers; binary search on the remote endpoint's identity), and disjoint
+//!   address segments (ipBlock peers; binary search on the segment starts), each
+//!   pointing at an interned port list; the lowest rule found in the three decides;
 //! - port list → a few `(protocol, port range, rule)` entries, most specific first,
 //!   already reduced to the lowest (first) allowing rule per port.
 //!
-//! A lookup is therefore two hash probes, at most two binary searches and two short
-//! linear scans; it allocates nothing and touches no string.
+//! A lookup is therefore two hash probes and, per isolated side, at most two binary
+//! searches and three short linear scans; it allocates nothing and touches no string.
 
 mod addr;
 mod builder;
 
 pub use addr::{AddressSet, Interval};
-pub use builder::{AddrSetId, BuildError, Isolation, NodeId, PortMatch, RuleSetEntry, RuleSetId, SnapshotBuilder};
+pub use builder::{
+    AddrSetId, BuildError, IdentityId, IdentitySetId, Isolation, NodeId, PortMatch, Remote, RuleSetEntry, RuleSetId,
+    SnapshotBuilder,
+};
 
 use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
 use hashbrown::HashMap;
@@ -35,6 +41,7 @@ const NODE_BIT: u32 = 1 << 31;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) node: u32,
+    pub(crate) identity: u32,
     /// Rule set deciding traffic *to* this endpoint, or `NONE` when not isolated.
     pub(crate) ingress: u32,
     /// Rule set deciding traffic *from* this endpoint, or `NONE` when not isolated.
@@ -56,6 +63,10 @@ pub(crate) struct PortEntry {
 /// Where a rule set's segments live in the shared segment arrays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RuleSetLayout {
+    /// Port list of the entries allowing any remote, or `NONE`.
+    pub(crate) base: u32,
+    pub(crate) id_start: u32,
+    pub(crate) id_len: u32,
     pub(crate) v4_start: u32,
     pub(crate) v4_len: u32,
     pub(crate) v6_start: u32,
@@ -70,6 +81,7 @@ pub struct SnapshotStats {
     pub nodes: usize,
     pub rules: usize,
     pub rule_sets: usize,
+    pub identity_entries: usize,
     pub segments_v4: usize,
     pub segments_v6: usize,
     pub port_lists: usize,
@@ -87,6 +99,9 @@ pub struct Snapshot {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) nodes: usize,
     pub(crate) rule_sets: Vec<RuleSetLayout>,
+    /// Identity tables of all rule sets: sorted identity → port list.
+    pub(crate) id_keys: Vec<u32>,
+    pub(crate) id_lists: Vec<u32>,
     pub(crate) seg_v4_start: Vec<u32>,
     pub(crate) seg_v4_list: Vec<u32>,
     pub(crate) seg_v6_start: Vec<u128>,
@@ -139,6 +154,8 @@ impl Snapshot {
             + map_bytes(&self.addr_v6)
             + vec_bytes(&self.endpoints)
             + vec_bytes(&self.rule_sets)
+            + vec_bytes(&self.id_keys)
+            + vec_bytes(&self.id_lists)
             + vec_bytes(&self.seg_v4_start)
             + vec_bytes(&self.seg_v4_list)
             + vec_bytes(&self.seg_v6_start)
@@ -154,6 +171,7 @@ impl Snapshot {
             nodes: self.nodes,
             rules: self.rule_count(),
             rule_sets: self.rule_sets.len(),
+            identity_entries: self.id_keys.len(),
             segments_v4: self.seg_v4_start.len(),
             segments_v6: self.seg_v6_start.len(),
             port_lists: self.list_bounds.len().saturating_sub(1),
@@ -175,29 +193,11 @@ impl Snapshot {
         }
     }
 
-    /// The first rule of rule set `set` that allows `remote` with `proto`/`port`.
+    /// The first (lowest) rule of port list `list` allowing `proto`/`port`, or `NONE`.
     #[inline]
-    fn allowing_rule(&self, set: u32, remote: IpAddr, proto: u8, port: u16) -> Option<RuleId> {
-        let layout = &self.rule_sets[set as usize];
-        let list = match remote {
-            IpAddr::V4(a) => {
-                let lo = layout.v4_start as usize;
-                let starts = &self.seg_v4_start[lo..lo + layout.v4_len as usize];
-                let a = u32::from(a);
-                // Segments start at 0, so the partition point is at least 1.
-                let i = starts.partition_point(|&s| s <= a);
-                self.seg_v4_list[lo + i - 1]
-            }
-            IpAddr::V6(a) => {
-                let lo = layout.v6_start as usize;
-                let starts = &self.seg_v6_start[lo..lo + layout.v6_len as usize];
-                let a = u128::from(a);
-                let i = starts.partition_point(|&s| s <= a);
-                self.seg_v6_list[lo + i - 1]
-            }
-        };
+    fn list_rule(&self, list: u32, proto: u8, port: u16) -> RuleId {
         if list == NONE {
-            return None;
+            return NONE;
         }
         let entries = &self.port_entries
             [self.list_bounds[list as usize] as usize..self.list_bounds[list as usize + 1] as usize];
@@ -206,18 +206,52 @@ impl Snapshot {
         entries
             .iter()
             .find(|e| (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi)
-            .map(|e| e.rule)
+            .map_or(NONE, |e| e.rule)
+    }
+
+    /// The first rule of rule set `set` that allows `remote` (of endpoint identity
+    /// `identity`, or `NONE` when not a pod) with `proto`/`port`; `NONE` if none does.
+    #[inline]
+    fn allowing_rule(&self, set: u32, remote: IpAddr, identity: u32, proto: u8, port: u16) -> RuleId {
+        let layout = &self.rule_sets[set as usize];
+        let mut best = self.list_rule(layout.base, proto, port);
+        if identity != NONE && layout.id_len != 0 {
+            let lo = layout.id_start as usize;
+            let keys = &self.id_keys[lo..lo + layout.id_len as usize];
+            if let Ok(i) = keys.binary_search(&identity) {
+                best = best.min(self.list_rule(self.id_lists[lo + i], proto, port));
+            }
+        }
+        let list = match remote {
+            IpAddr::V4(a) if layout.v4_len != 0 => {
+                let lo = layout.v4_start as usize;
+                let starts = &self.seg_v4_start[lo..lo + layout.v4_len as usize];
+                let a = u32::from(a);
+                // Segments start at 0, so the partition point is at least 1.
+                let i = starts.partition_point(|&s| s <= a);
+                self.seg_v4_list[lo + i - 1]
+            }
+            IpAddr::V6(a) if layout.v6_len != 0 => {
+                let lo = layout.v6_start as usize;
+                let starts = &self.seg_v6_start[lo..lo + layout.v6_len as usize];
+                let a = u128::from(a);
+                let i = starts.partition_point(|&s| s <= a);
+                self.seg_v6_list[lo + i - 1]
+            }
+            _ => NONE,
+        };
+        best.min(self.list_rule(list, proto, port))
     }
 
     /// One side's decision: `(allowed, deciding rule)`.
     #[inline]
-    fn side(&self, set: u32, default: RuleId, remote: IpAddr, proto: u8, port: u16) -> (bool, RuleId) {
+    fn side(&self, set: u32, default: RuleId, remote: IpAddr, identity: u32, proto: u8, port: u16) -> (bool, RuleId) {
         if set == NONE {
             return (true, NO_RULE);
         }
-        match self.allowing_rule(set, remote, proto, port) {
-            Some(r) => (true, r),
-            None => (false, default),
+        match self.allowing_rule(set, remote, identity, proto, port) {
+            NONE => (false, default),
+            r => (true, r),
         }
     }
 }
@@ -240,12 +274,13 @@ impl Classifier for Snapshot {
             (_, End::Pod(b)) => (None, Some(&self.endpoints[b as usize])),
             _ => return Verdict::NOT_POLICED,
         };
+        let identity = |e: Option<&Endpoint>| e.map_or(NONE, |e| e.identity);
         let (egress_ok, egress_rule) = match src_ep {
-            Some(e) => self.side(e.egress, e.egress_default, dst, proto, dst_port),
+            Some(e) => self.side(e.egress, e.egress_default, dst, identity(dst_ep), proto, dst_port),
             None => (true, NO_RULE),
         };
         let (ingress_ok, ingress_rule) = match dst_ep {
-            Some(e) => self.side(e.ingress, e.ingress_default, src, proto, dst_port),
+            Some(e) => self.side(e.ingress, e.ingress_default, src, identity(src_ep), proto, dst_port),
             None => (true, NO_RULE),
         };
         let (action, reason) = match (egress_ok, ingress_ok) {

@@ -1,10 +1,12 @@
 //! Building a [`Snapshot`]: the small API the control plane's compiler uses. Ids handed
 //! out by the builder are only valid for that builder; passing a foreign id panics.
 //!
-//! Rule sets are turned into lookup segments by a sweep over the address space: every
-//! entry's intervals become start/end events, and at each boundary the entries active
-//! there (ordered by rule id) are reduced to a port list in which the first match is
-//! the lowest allowing rule. Identical rule sets and identical port lists are shared.
+//! A rule set has three parts, each reduced to port lists in which the first match is
+//! the lowest allowing rule: a base list (entries allowing any remote), a table keyed by
+//! remote identity (selector peers: pods grouped by namespace, labels and named ports),
+//! and address segments (ipBlock peers) built by a sweep over the address space: every
+//! entry's intervals become start/end events, and at each boundary the active entries
+//! are reduced to a port list. Identical rule sets and identical port lists are shared.
 
 use super::{AddressSet, Endpoint, PortEntry, RuleSetLayout, Snapshot, ANY_PROTO, NODE_BIT, NONE};
 use crate::verdict::RuleId;
@@ -15,6 +17,20 @@ use std::net::IpAddr;
 pub type NodeId = u32;
 pub type AddrSetId = u32;
 pub type RuleSetId = u32;
+/// A class of endpoints that every selector treats alike (chosen by the compiler).
+pub type IdentityId = u32;
+pub type IdentitySetId = u32;
+
+/// Which remotes a rule-set entry allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Remote {
+    /// Any address at all (a rule without `from`/`to`).
+    Any,
+    /// Endpoints whose identity is in the set (selector peers).
+    Identities(IdentitySetId),
+    /// Addresses in the set, pods or not (ipBlock peers).
+    Addresses(AddrSetId),
+}
 
 /// How one direction of an endpoint is decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +55,7 @@ pub enum PortMatch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleSetEntry {
     pub rule: RuleId,
-    pub remote: AddrSetId,
+    pub remote: Remote,
     pub ports: PortMatch,
 }
 
@@ -56,6 +72,8 @@ pub struct SnapshotBuilder {
     snap: Snapshot,
     addr_sets: Vec<AddressSet>,
     addr_set_ids: HashMap<AddressSet, AddrSetId>,
+    identity_sets: Vec<Vec<IdentityId>>,
+    identity_set_ids: HashMap<Vec<IdentityId>, IdentitySetId>,
     rule_set_ids: HashMap<Vec<RuleSetEntry>, RuleSetId>,
     list_ids: HashMap<Vec<PortEntry>, u32>,
     /// Addresses claimed by a later endpoint after an earlier one (first one wins).
@@ -75,6 +93,8 @@ impl SnapshotBuilder {
                 endpoints: Vec::new(),
                 nodes: 0,
                 rule_sets: Vec::new(),
+                id_keys: Vec::new(),
+                id_lists: Vec::new(),
                 seg_v4_start: Vec::new(),
                 seg_v4_list: Vec::new(),
                 seg_v6_start: Vec::new(),
@@ -86,6 +106,8 @@ impl SnapshotBuilder {
             },
             addr_sets: Vec::new(),
             addr_set_ids: HashMap::new(),
+            identity_sets: Vec::new(),
+            identity_set_ids: HashMap::new(),
             rule_set_ids: HashMap::new(),
             list_ids: HashMap::new(),
             shadowed: Vec::new(),
@@ -131,27 +153,79 @@ impl SnapshotBuilder {
         id
     }
 
+    /// Register a set of identities (shared by content).
+    pub fn add_identity_set(&mut self, mut ids: Vec<IdentityId>) -> IdentitySetId {
+        ids.sort_unstable();
+        ids.dedup();
+        if let Some(&id) = self.identity_set_ids.get(&ids) {
+            return id;
+        }
+        let id = self.identity_sets.len() as IdentitySetId;
+        self.identity_sets.push(ids.clone());
+        self.identity_set_ids.insert(ids, id);
+        id
+    }
+
     /// Register a rule set: the union of its entries. Identical sets (same entries in
     /// any order) share one id.
     pub fn add_rule_set(&mut self, entries: &[RuleSetEntry]) -> RuleSetId {
         let mut key = entries.to_vec();
+        // Of entries with the same remote and ports only the lowest rule can decide.
+        key.sort_unstable_by_key(|e| (e.remote, e.ports, e.rule));
+        key.dedup_by_key(|e| (e.remote, e.ports));
         key.sort_unstable();
-        key.dedup();
         if let Some(&id) = self.rule_set_ids.get(&key) {
             return id;
         }
-        let v4_start = self.snap.seg_v4_start.len() as u32;
-        for (pos, list) in self.sweep(&key, false) {
-            self.snap.seg_v4_start.push(pos as u32);
-            self.snap.seg_v4_list.push(list);
+        // Base list: entries allowing any remote.
+        let any: BTreeSet<(RuleId, u32)> = key
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.remote == Remote::Any)
+            .map(|(i, e)| (e.rule, i as u32))
+            .collect();
+        let base = self.port_list(&key, &any);
+        // Identity table.
+        let id_start = self.snap.id_keys.len() as u32;
+        let mut pairs: Vec<(IdentityId, RuleId, u32)> = Vec::new();
+        for (i, e) in key.iter().enumerate() {
+            if let Remote::Identities(set) = e.remote {
+                pairs.extend(self.identity_sets[set as usize].iter().map(|&ident| (ident, e.rule, i as u32)));
+            }
         }
+        pairs.sort_unstable();
+        let mut k = 0;
+        let mut group: BTreeSet<(RuleId, u32)> = BTreeSet::new();
+        while k < pairs.len() {
+            let ident = pairs[k].0;
+            group.clear();
+            while k < pairs.len() && pairs[k].0 == ident {
+                group.insert((pairs[k].1, pairs[k].2));
+                k += 1;
+            }
+            let list = self.port_list(&key, &group);
+            self.snap.id_keys.push(ident);
+            self.snap.id_lists.push(list);
+        }
+        // Address segments (only when some entry names addresses).
+        let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
+        let v4_start = self.snap.seg_v4_start.len() as u32;
         let v6_start = self.snap.seg_v6_start.len() as u32;
-        for (pos, list) in self.sweep(&key, true) {
-            self.snap.seg_v6_start.push(pos);
-            self.snap.seg_v6_list.push(list);
+        if has_addresses {
+            for (pos, list) in self.sweep(&key, false) {
+                self.snap.seg_v4_start.push(pos as u32);
+                self.snap.seg_v4_list.push(list);
+            }
+            for (pos, list) in self.sweep(&key, true) {
+                self.snap.seg_v6_start.push(pos);
+                self.snap.seg_v6_list.push(list);
+            }
         }
         let id = self.snap.rule_sets.len() as RuleSetId;
         self.snap.rule_sets.push(RuleSetLayout {
+            base,
+            id_start,
+            id_len: self.snap.id_keys.len() as u32 - id_start,
             v4_start,
             v4_len: self.snap.seg_v4_start.len() as u32 - v4_start,
             v6_start,
@@ -161,9 +235,16 @@ impl SnapshotBuilder {
         id
     }
 
-    /// Register a pod endpoint. An address already claimed by an earlier endpoint stays
-    /// with that endpoint (recorded in [`shadowed`](Self::shadowed)).
-    pub fn add_endpoint(&mut self, addrs: &[IpAddr], node: Option<NodeId>, ingress: Isolation, egress: Isolation) -> u32 {
+    /// Register a pod endpoint of `identity`. An address already claimed by an earlier
+    /// endpoint stays with that endpoint (recorded in [`shadowed`](Self::shadowed)).
+    pub fn add_endpoint(
+        &mut self,
+        addrs: &[IpAddr],
+        identity: IdentityId,
+        node: Option<NodeId>,
+        ingress: Isolation,
+        egress: Isolation,
+    ) -> u32 {
         let id = self.snap.endpoints.len() as u32;
         assert!(id < NODE_BIT, "too many endpoints");
         let split = |iso: Isolation| match iso {
@@ -175,7 +256,14 @@ impl SnapshotBuilder {
         };
         let (ingress, ingress_default) = split(ingress);
         let (egress, egress_default) = split(egress);
-        self.snap.endpoints.push(Endpoint { node: node.unwrap_or(NONE), ingress, egress, ingress_default, egress_default });
+        self.snap.endpoints.push(Endpoint {
+            node: node.unwrap_or(NONE),
+            identity,
+            ingress,
+            egress,
+            ingress_default,
+            egress_default,
+        });
         for a in addrs {
             let slot = match *a {
                 IpAddr::V4(v) => self.snap.addr_v4.entry(u32::from(v)).or_insert(id),
@@ -201,6 +289,8 @@ impl SnapshotBuilder {
         s.addr_v6.shrink_to_fit();
         s.endpoints.shrink_to_fit();
         s.rule_sets.shrink_to_fit();
+        s.id_keys.shrink_to_fit();
+        s.id_lists.shrink_to_fit();
         s.seg_v4_start.shrink_to_fit();
         s.seg_v4_list.shrink_to_fit();
         s.seg_v6_start.shrink_to_fit();
@@ -213,13 +303,14 @@ impl SnapshotBuilder {
     }
 
     /// Disjoint segments `(start, port list or NONE)` covering one family's whole
-    /// address space, for the entries of one rule set.
+    /// address space, for the address entries of one rule set.
     fn sweep(&mut self, entries: &[RuleSetEntry], v6: bool) -> Vec<(u128, u32)> {
         let max: u128 = if v6 { u128::MAX } else { u32::MAX as u128 };
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         for (i, e) in entries.iter().enumerate() {
-            let set = &self.addr_sets[e.remote as usize];
+            let Remote::Addresses(set) = e.remote else { continue };
+            let set = &self.addr_sets[set as usize];
             let mut push = |lo: u128, hi: u128| {
                 events.push((lo, i as u32, true));
                 if hi < max {

@@ -26,18 +26,19 @@ fn fixture() -> (Snapshot, [RuleId; 5]) {
     let deny_in = b.add_rule("iso-ingress");
     let deny_eg = b.add_rule("iso-egress");
     let node = b.add_node(&[ip("192.168.0.1")]);
-    let net = b.add_address_set(AddressSet::from_net("10.0.0.0/24".parse().unwrap()));
-    let a = b.add_address_set(AddressSet::from_addrs([ip("10.0.0.1")]));
-    let all = b.add_address_set(AddressSet::all());
+    let net = Remote::Addresses(b.add_address_set(AddressSet::from_net("10.0.0.0/24".parse().unwrap())));
+    let a = Remote::Addresses(b.add_address_set(AddressSet::from_addrs([ip("10.0.0.1")])));
+    let all = Remote::Any;
     let set = b.add_rule_set(&[
         RuleSetEntry { rule: r0, remote: net, ports: ports(TCP, 80, 80) },
         RuleSetEntry { rule: r1, remote: a, ports: PortMatch::Any },
         RuleSetEntry { rule: r2, remote: all, ports: ports(UDP, 1000, 2000) },
     ]);
     let empty = b.add_rule_set(&[]);
-    b.add_endpoint(&[ip("10.0.0.1")], Some(node), Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.1")], 0, Some(node), Isolation::Open, Isolation::Open);
     b.add_endpoint(
         &[ip("10.0.0.2"), ip("fd00::2")],
+        1,
         Some(node),
         Isolation::Isolated { rules: set, default_rule: deny_in },
         Isolation::Isolated { rules: empty, default_rule: deny_eg },
@@ -95,10 +96,12 @@ fn stats_count_shared_structures() {
     assert_eq!(st.nodes, 1);
     assert_eq!(st.rules, 5);
     assert_eq!(st.rule_sets, 2);
-    // v4 of the rule set: [0, 10.0.0.0) r2 | 10.0.0.0 r0+r2 | 10.0.0.1 r0,r1 | 10.0.0.2-255 r0+r2 | rest r2
-    assert_eq!(st.segments_v4, 5 + 1);
-    assert_eq!(st.segments_v6, 1 + 1);
-    // lists: {udp r2}, {tcp80 r0, udp r2}, {tcp80 r0, any r1}
+    // Base list {udp r2}; v4 segments: [0, 10.0.0.0) none | 10.0.0.0 r0 | 10.0.0.1 r0,r1 |
+    // 10.0.0.2-255 r0 | rest none; v6: one empty segment. The empty set has none.
+    assert_eq!(st.segments_v4, 5);
+    assert_eq!(st.segments_v6, 1);
+    assert_eq!(st.identity_entries, 0);
+    // lists: {udp r2}, {tcp80 r0}, {tcp80 r0, any r1}
     assert_eq!(st.port_lists, 3);
     assert!(st.memory_bytes > 0);
 }
@@ -110,10 +113,44 @@ fn identical_rule_sets_are_shared() {
     let s1 = b.add_address_set(AddressSet::from_addrs([ip("10.1.1.1")]));
     let s2 = b.add_address_set(AddressSet::from_addrs([ip("10.1.1.1")]));
     assert_eq!(s1, s2);
-    let e = RuleSetEntry { rule: r, remote: s1, ports: PortMatch::Any };
+    assert_eq!(b.add_identity_set(vec![3, 1, 3]), b.add_identity_set(vec![1, 3]));
+    let e = RuleSetEntry { rule: r, remote: Remote::Addresses(s1), ports: PortMatch::Any };
     let a = b.add_rule_set(&[e, e]);
     let c = b.add_rule_set(&[e]);
     assert_eq!(a, c);
+}
+
+/// Identity entries match endpoints of that identity only, whatever their address;
+/// the lowest rule over base list, identity table and address segments decides.
+#[test]
+fn identities_base_and_addresses_combine_by_lowest_rule() {
+    let mut b = SnapshotBuilder::new(1);
+    let r0 = b.add_rule("r0");
+    let r1 = b.add_rule("r1");
+    let r2 = b.add_rule("r2");
+    let deny = b.add_rule("deny");
+    let web = b.add_identity_set(vec![7]);
+    let block = Remote::Addresses(b.add_address_set(AddressSet::from_net("10.0.0.0/30".parse().unwrap())));
+    let set = b.add_rule_set(&[
+        RuleSetEntry { rule: r2, remote: Remote::Any, ports: ports(TCP, 80, 80) },
+        RuleSetEntry { rule: r1, remote: Remote::Identities(web), ports: ports(TCP, 80, 90) },
+        RuleSetEntry { rule: r0, remote: block, ports: ports(TCP, 90, 100) },
+    ]);
+    b.add_endpoint(&[ip("10.0.0.1")], 7, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.9")], 7, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.2")], 8, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.10")], 9, None, Isolation::Open, Isolation::Open);
+    let s = b.build();
+    let rule = |src: &str, port| s.classify(ip(src), ip("10.0.0.2"), TCP, port).ingress_rule;
+    assert_eq!(rule("10.0.0.1", 80), r1);
+    assert_eq!(rule("10.0.0.9", 85), r1);
+    assert_eq!(rule("10.0.0.9", 90), r1);
+    assert_eq!(rule("10.0.0.1", 90), r0);
+    assert_eq!(rule("10.0.0.10", 80), r2);
+    assert_eq!(rule("10.0.0.10", 85), deny);
+    assert_eq!(rule("10.0.0.3", 95), r0);
+    assert_eq!(rule("8.8.8.8", 80), r2);
+    assert_eq!(s.stats().identity_entries, 1);
 }
 
 #[test]
