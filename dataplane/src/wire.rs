@@ -37,6 +37,32 @@ macro_rules! header_view {
     };
 }
 
+/// Source and destination port accessors at bytes 0..2 and 2..4, where TCP, UDP and
+/// SCTP all keep them.
+macro_rules! port_accessors {
+    ($name:ident) => {
+        impl<T: AsRef<[u8]>> $name<T> {
+            pub fn src_port(&self) -> u16 {
+                $crate::wire::get_u16(self.buffer.as_ref(), 0)
+            }
+
+            pub fn dst_port(&self) -> u16 {
+                $crate::wire::get_u16(self.buffer.as_ref(), 2)
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            pub fn set_src_port(&mut self, value: u16) {
+                $crate::wire::set_u16(self.buffer.as_mut(), 0, value);
+            }
+
+            pub fn set_dst_port(&mut self, value: u16) {
+                $crate::wire::set_u16(self.buffer.as_mut(), 2, value);
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod ethernet;
 pub mod icmp;
@@ -135,5 +161,57 @@ mod tests {
     #[test]
     fn checksum_of_odd_length_pads_with_zero() {
         assert_eq!(checksum_sum(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+}
+
+#[cfg(test)]
+mod never_panic {
+    //! Property: on any bytes, every view either refuses them in `new_checked` or answers
+    //! every accessor without panicking.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn checked_views_answer_every_accessor(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let b = &bytes[..];
+            if let Ok(f) = ethernet::Frame::new_checked(b) {
+                let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.payload().len());
+            }
+            if let Ok(t) = ethernet::VlanTag::new_checked(b) {
+                let _ = (t.tci(), t.vlan_id(), t.pcp(), t.ethertype(), t.payload().len());
+            }
+            let _ = ethernet::walk_tags(b);
+            if let Ok(a) = arp::Packet::new_checked(b) {
+                let _ = (a.hardware_type(), a.protocol_type(), a.operation(), a.source_hardware_addr().len());
+                let _ = (a.source_protocol_addr().len(), a.target_hardware_addr().len(), a.target_protocol_addr().len());
+            }
+            for ip in [ipv4::Packet::new_checked(b), ipv4::Packet::new_quoted(b)].into_iter().flatten() {
+                let _ = (ip.header_len(), ip.dscp(), ip.total_len(), ip.ident(), ip.dont_frag(), ip.more_frags());
+                let _ = (ip.frag_offset(), ip.ttl(), ip.protocol(), ip.checksum(), ip.src_addr(), ip.dst_addr());
+                let _ = (ip.options().len(), ip.payload().len(), ip.verify_checksum());
+            }
+            for ip in [ipv6::Packet::new_checked(b), ipv6::Packet::new_quoted(b)].into_iter().flatten() {
+                let _ = (ip.traffic_class(), ip.flow_label(), ip.payload_len(), ip.hop_limit(), ip.src_addr(), ip.dst_addr());
+                let _ = ipv6::walk_extensions(ip.next_header(), ip.payload());
+            }
+            for first in [0u8, 43, 44, 51, 60] {
+                let _ = ipv6::walk_extensions(first, b);
+            }
+            if let Ok(t) = tcp::Packet::new_checked(b) {
+                let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number(), t.flags(), t.window_len());
+                let _ = (t.checksum(), t.urgent_at(), t.options().len(), t.payload().len());
+            }
+            if let Ok(u) = udp::Packet::new_checked(b) {
+                let _ = (u.src_port(), u.dst_port(), u.len(), u.checksum(), u.payload().len());
+            }
+            if let Ok(s) = sctp::Packet::new_checked(b) {
+                let _ = (s.src_port(), s.dst_port(), s.verification_tag(), s.checksum(), s.first_chunk_type(), s.chunks().len());
+            }
+            if let Ok(m) = icmp::Packet::new_checked(b) {
+                let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.echo_ident(), m.echo_seq_no(), m.payload().len());
+                let _ = (icmp::classify(m.msg_type()), icmpv6::classify(m.msg_type()));
+            }
+        }
     }
 }

@@ -25,12 +25,28 @@ impl Side {
 }
 
 /// A canonical, bidirectional 5-tuple plus VLANs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Eq)]
 #[repr(C, align(8))]
 pub struct FlowKey {
     /// lo address (2 words), hi address (2 words), then
     /// lo port << 48 | hi port << 32 | protocol << 24 | vlan (24 bits: outer << 12 | inner).
     words: [u64; 5],
+}
+
+impl PartialEq for FlowKey {
+    /// Branch-free over the five words: the derived array compare calls `memcmp`.
+    #[inline(always)]
+    fn eq(&self, other: &FlowKey) -> bool {
+        let (a, b) = (&self.words, &other.words);
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+    }
+}
+
+/// For std and hashbrown maps (benches compare against them); consistent with `eq`.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.words.hash(state);
+    }
 }
 
 /// An IPv4 address as the 16 bytes a key stores.
@@ -81,7 +97,7 @@ impl FlowKey {
     pub fn new(src: &[u8; 16], src_port: u16, dst: &[u8; 16], dst_port: u16, protocol: u8, vlan: u32) -> (FlowKey, Side) {
         let s = split(src);
         let d = split(dst);
-        let src_first = (s, src_port) <= (d, dst_port);
+        let src_first = (s[0], s[1], src_port) <= (d[0], d[1], dst_port);
         let (lo, lo_port, hi, hi_port, side) = if src_first {
             (s, src_port, d, dst_port, Side::Lo)
         } else {
@@ -98,6 +114,13 @@ impl FlowKey {
     /// outsiders cannot aim packets at one probe chain.
     #[inline]
     pub fn hash(&self, seed: u64) -> u32 {
+        let h = self.hash64(seed);
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The full 64-bit hash (`hash` folds it).
+    #[inline]
+    pub fn hash64(&self, seed: u64) -> u64 {
         const K: [u64; 5] = [
             0x243f_6a88_85a3_08d3,
             0x1319_8a2e_0370_7344,
@@ -108,8 +131,7 @@ impl FlowKey {
         let w = &self.words;
         let a = fold_mul(w[0] ^ seed ^ K[0], w[1] ^ K[1]);
         let b = fold_mul(w[2] ^ K[2], w[3] ^ seed ^ K[3]);
-        let h = fold_mul(a ^ w[4] ^ K[4], b ^ seed);
-        (h ^ (h >> 32)) as u32
+        fold_mul(a ^ w[4] ^ K[4], b ^ seed)
     }
 
     pub fn addr(&self, side: Side) -> IpAddr {

@@ -128,9 +128,7 @@ mod tests {
     #[test]
     fn reads_big_endian_nanosecond_files_and_refuses_others() {
         let mut file = Vec::new();
-        for word in [MAGIC_NANOS] {
-            file.extend_from_slice(&word.to_be_bytes());
-        }
+        file.extend_from_slice(&MAGIC_NANOS.to_be_bytes());
         file.extend_from_slice(&[0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1]);
         file.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa]);
         let records = parse(Path::new("x"), &file).unwrap();
