@@ -19,7 +19,8 @@ use crate::cn2::{self, Direction, PeerKind};
 use crate::model::{ContainerPort, IpBlock, Labels, Model, Peer, PortRef, Protocol, Selector};
 use dataplane::snapshot::{AddressSet, Isolation, PortMatch, Remote, RuleSetEntry, Snapshot, SnapshotBuilder};
 use dataplane::RuleId;
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Where a snapshot rule came from (indexed by `RuleId`).

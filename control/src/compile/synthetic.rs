@@ -58,11 +58,11 @@ pub fn cluster(pods: usize, policies: usize, seed: u64) -> Cluster {
         ));
     }
     for p in 0..policies {
-        let ns = p % namespaces;
+        let ns = next(namespaces);
         let app = next(apps_per_ns);
         let peer_app = next(apps_per_ns);
         let name = format!("np{p}");
-        let spec = match (p / namespaces) % 6 {
+        let spec = match p % 6 {
             0 => json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
             1 => json!({
                 "podSelector": {"matchLabels": {"app": format!("a{app}")}},

@@ -184,7 +184,7 @@ impl SnapshotBuilder {
             .filter(|(_, e)| e.remote == Remote::Any)
             .map(|(i, e)| (e.rule, i as u32))
             .collect();
-        let base = self.port_list(&key, &any);
+        let base = self.port_list(&key, any.iter().copied());
         // Identity table.
         let id_start = self.snap.id_keys.len() as u32;
         let mut pairs: Vec<(IdentityId, RuleId, u32)> = Vec::new();
@@ -195,15 +195,12 @@ impl SnapshotBuilder {
         }
         pairs.sort_unstable();
         let mut k = 0;
-        let mut group: BTreeSet<(RuleId, u32)> = BTreeSet::new();
         while k < pairs.len() {
             let ident = pairs[k].0;
-            group.clear();
-            while k < pairs.len() && pairs[k].0 == ident {
-                group.insert((pairs[k].1, pairs[k].2));
-                k += 1;
-            }
-            let list = self.port_list(&key, &group);
+            let end = k + pairs[k..].partition_point(|p| p.0 == ident);
+            // Sorted by (identity, rule, entry): the group is in ascending rule order.
+            let list = self.port_list(&key, pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)));
+            k = end;
             self.snap.id_keys.push(ident);
             self.snap.id_lists.push(list);
         }
@@ -339,7 +336,7 @@ impl SnapshotBuilder {
                 }
                 k += 1;
             }
-            let list = self.port_list(entries, &active);
+            let list = self.port_list(entries, active.iter().copied());
             let last = out.last_mut().expect("segments start with one at 0");
             if last.0 == pos {
                 last.1 = list;
@@ -355,15 +352,15 @@ impl SnapshotBuilder {
         out
     }
 
-    /// Interned port list for the active entries (ordered by rule id): each protocol's
-    /// ports painted by the lowest rule that allows them, the any-protocol entry last.
-    fn port_list(&mut self, entries: &[RuleSetEntry], active: &BTreeSet<(RuleId, u32)>) -> u32 {
-        if active.is_empty() {
-            return NONE;
-        }
+    /// Interned port list for the active entries (in ascending rule order): each
+    /// protocol's ports painted by the lowest rule that allows them, the any-protocol
+    /// entry last. `NONE` when there are no entries.
+    fn port_list(&mut self, entries: &[RuleSetEntry], active: impl Iterator<Item = (RuleId, u32)>) -> u32 {
         let mut painted = std::mem::take(&mut self.scratch);
         painted.clear();
-        for &(rule, i) in active {
+        let mut any_entry = false;
+        for (rule, i) in active {
+            any_entry = true;
             match entries[i as usize].ports {
                 PortMatch::Any => {
                     // Every later (higher) rule is shadowed by this one.
@@ -372,6 +369,10 @@ impl SnapshotBuilder {
                 }
                 PortMatch::Ports { proto, lo, hi } => paint(&mut painted, proto, lo, hi, rule),
             }
+        }
+        if !any_entry {
+            self.scratch = painted;
+            return NONE;
         }
         painted.sort_unstable_by_key(|e| (e.proto, e.lo));
         // Merge adjacent ranges decided by the same rule.
@@ -406,26 +407,26 @@ impl SnapshotBuilder {
 
 /// Add the parts of `proto` ports `lo..=hi` not yet covered in `painted` with `rule`.
 /// Called in ascending rule order, so what is already painted has a lower rule.
+/// Quadratic in the (small) number of painted entries, but allocation-free.
 pub(super) fn paint(painted: &mut Vec<PortEntry>, proto: u8, lo: u16, hi: u16, rule: RuleId) {
-    let mut covered: Vec<(u16, u16)> = painted.iter().filter(|e| e.proto == proto).map(|e| (e.lo, e.hi)).collect();
-    covered.sort_unstable();
     let mut cur = lo as u32;
-    for (clo, chi) in covered {
-        if (chi as u32) < cur {
+    let hi = hi as u32;
+    let n = painted.len();
+    while cur <= hi {
+        // Skip past a painted range covering `cur`, else paint up to the next one.
+        let covering = painted[..n].iter().find(|e| e.proto == proto && e.lo as u32 <= cur && cur <= e.hi as u32);
+        if let Some(e) = covering {
+            cur = e.hi as u32 + 1;
             continue;
         }
-        if clo as u32 > hi as u32 {
-            break;
-        }
-        if clo as u32 > cur {
-            painted.push(PortEntry { proto, lo: cur as u16, hi: clo - 1, rule });
-        }
-        cur = cur.max(chi as u32 + 1);
-        if cur > hi as u32 {
-            return;
-        }
-    }
-    if cur <= hi as u32 {
-        painted.push(PortEntry { proto, lo: cur as u16, hi, rule });
+        let next = painted[..n]
+            .iter()
+            .filter(|e| e.proto == proto && e.lo as u32 > cur)
+            .map(|e| e.lo as u32)
+            .min()
+            .unwrap_or(u32::MAX);
+        let end = hi.min(next.saturating_sub(1));
+        painted.push(PortEntry { proto, lo: cur as u16, hi: end as u16, rule });
+        cur = end + 1;
     }
 }
