@@ -7,14 +7,16 @@
 //!   order: parse + flow lookup + counters. Target ≤ 50 ns per packet.
 //! - `new_flow`: SYNs on tuples never seen (miss, classify, insert), pod to pod on the
 //!   ports the policies use, allowed and denied mixed. Target ≥ 3 Mpps.
+//! - `new_flow_no_policy`: the same SYNs with a classifier that answers at once
+//!   (`Verdict::NOT_POLICED`): the pipeline's own share of the new-flow cost.
 
 use control::compile::{compile, synthetic};
 use control::model::Model;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::filter::PacketFilter;
 use dataplane::pipeline::{craft, Pipeline, PipelineConfig};
-use dataplane::snapshot::Snapshot;
 use dataplane::wire::tcp::flags::{ACK, PSH, SYN};
+use dataplane::{Classifier, Verdict};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,12 +50,51 @@ fn tuples(addrs: &[IpAddr], count: usize, rng: &mut Rng) -> Vec<(SocketAddr, Soc
         .collect()
 }
 
+/// Decides instantly: isolates the pipeline's cost from the snapshot's.
+struct NoPolicy;
+
+impl Classifier for NoPolicy {
+    fn generation(&self) -> u64 {
+        1
+    }
+
+    fn classify(&self, _: IpAddr, _: IpAddr, _: u8, _: u16) -> Verdict {
+        Verdict::NOT_POLICED
+    }
+}
+
 fn config(capacity: usize) -> PipelineConfig {
     PipelineConfig { flow_capacity: capacity, hash_seed: Some(7), ..PipelineConfig::default() }
 }
 
+/// SYNs on fresh tuples: a fresh table per pass over `syns`, so every SYN is a miss
+/// (table construction untimed).
+fn new_flow_bench<S: Classifier>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    snapshot: &Arc<arc_swap::ArcSwap<S>>,
+    syns: &[Vec<u8>],
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0u64;
+            let mut now = 1;
+            while done < iters {
+                let mut pipeline = Pipeline::new(Arc::clone(snapshot), &config(1 << 17));
+                let n = (iters - done).min(syns.len() as u64) as usize;
+                let start = Instant::now();
+                black_box(feed(&mut pipeline, &syns[..n], &mut now));
+                total += start.elapsed();
+                done += n as u64;
+            }
+            total
+        })
+    });
+}
+
 /// Run `frames` through `pipeline` in bursts; returns how many were forwarded.
-fn feed(pipeline: &mut Pipeline<Snapshot>, frames: &[Vec<u8>], now: &mut u64) -> usize {
+fn feed<S: Classifier>(pipeline: &mut Pipeline<S>, frames: &[Vec<u8>], now: &mut u64) -> usize {
     let mut forwarded = 0;
     for burst in frames.chunks(BURST) {
         *now += 1000;
@@ -101,23 +142,8 @@ fn bench(c: &mut Criterion) {
 
     let syns: Vec<Vec<u8>> = tuples(&addrs, 1 << 16, &mut rng).iter().map(|(c, s)| craft::tcp(*c, *s, SYN)).collect();
     group.throughput(Throughput::Elements(1));
-    group.bench_function("new_flow", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0u64;
-            let mut now = 1;
-            while done < iters {
-                // A fresh table per pass over the SYNs, so every SYN is a miss (untimed).
-                let mut pipeline = Pipeline::new(Arc::clone(&snapshot), &config(1 << 17));
-                let n = (iters - done).min(syns.len() as u64) as usize;
-                let start = Instant::now();
-                black_box(feed(&mut pipeline, &syns[..n], &mut now));
-                total += start.elapsed();
-                done += n as u64;
-            }
-            total
-        })
-    });
+    new_flow_bench(&mut group, "new_flow", &snapshot, &syns);
+    new_flow_bench(&mut group, "new_flow_no_policy", &Arc::new(arc_swap::ArcSwap::from_pointee(NoPolicy)), &syns);
     group.finish();
 }
 

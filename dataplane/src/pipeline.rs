@@ -92,7 +92,7 @@ impl Default for PipelineConfig {
             tcp_mode: TcpMode::Strict,
             fragment_slots: 4096,
             fragment_timeout: std::time::Duration::from_secs(10),
-            aging_every_bursts: 16,
+            aging_every_bursts: 64,
             aging_budget: 256,
             ticks_per_second: 1_000_000_000,
             hash_seed: None,
