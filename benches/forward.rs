@@ -37,10 +37,13 @@ impl Drop for Reap {
 
 /// testpmd io-forward for `secs`: packets sent per second while forwarding.
 fn testpmd(main_cpu: u32, worker_cpu: u32, secs: u64, round: usize) -> f64 {
-    let mut cmd = Command::new("dpdk-testpmd");
-    cmd.args(["-l", &format!("{main_cpu},{worker_cpu}"), "--main-lcore", &main_cpu.to_string()])
+    // stdbuf: testpmd's stdout is a pipe here, and its "Press enter" prompt must not
+    // sit in a stdio buffer.
+    let prefix = format!("palisade-bench-tp-{}-{round}", std::process::id());
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "dpdk-testpmd"]).args(["-l", &format!("{main_cpu},{worker_cpu}"), "--main-lcore", &main_cpu.to_string()])
         .args(["--no-pci", "--no-huge", "-m", "512", "--log-level", "lib.eal:warning"])
-        .args(["--file-prefix", &format!("palisade-bench-tp-{}-{round}", std::process::id())]);
+        .args(["--file-prefix", &prefix]);
     for v in VDEVS {
         cmd.args(["--vdev", v]);
     }
@@ -77,6 +80,8 @@ fn testpmd(main_cpu: u32, worker_cpu: u32, secs: u64, round: usize) -> f64 {
         }
     }
     let _ = child.0.wait();
+    // testpmd leaves its EAL runtime directory behind; it is ours (unique prefix).
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
     tx_total.expect("testpmd printed accumulated TX-packets") as f64 / elapsed
 }
 

@@ -5,6 +5,9 @@
 
 /// Per-worker, owned outright by its worker: no sharing, no locks.
 pub trait PacketFilter {
+    /// Whether `admit` reads the frame's bytes. When false (plain forwarding) the
+    /// worker does not prefetch frame data it would never touch.
+    const READS_FRAMES: bool = true;
     /// Called once per rx burst, before its packets. `now` is the TSC.
     fn begin_burst(&mut self, now: u64);
     /// Decide one frame received on `in_port`: `true` forwards it, `false` drops it.
@@ -19,6 +22,7 @@ pub trait PacketFilter {
 pub struct ForwardAll;
 
 impl PacketFilter for ForwardAll {
+    const READS_FRAMES: bool = false;
     #[inline(always)]
     fn begin_burst(&mut self, _now: u64) {}
     #[inline(always)]

@@ -571,9 +571,11 @@ fn worker_loop<F: PacketFilter>(
     let mut round = 0u32;
     let upkeep_mask = cfg.upkeep_every.max(1).next_power_of_two() - 1;
     let start = dpdk::rdtsc();
+    // One TSC read per round: a round starts when the previous one ended.
+    let mut round_end = start;
 
     while !halt.load(Ordering::Relaxed) {
-        let round_start = dpdk::rdtsc();
+        let round_start = round_end;
         let mut got = 0usize;
         for pi in 0..n {
             let k = burst.receive(&leases[pi]);
@@ -584,14 +586,20 @@ fn worker_loop<F: PacketFilter>(
             filter.begin_burst(round_start);
             let in_port = in_ids[pi];
             let mut pkts = burst.drain();
-            for ahead in 0..PREFETCH_AHEAD {
-                pkts.prefetch_ahead(ahead);
+            // Bridge mode reads the MACs even when the filter reads nothing.
+            let prefetch = F::READS_FRAMES || mac.is_some();
+            if prefetch {
+                for ahead in 0..PREFETCH_AHEAD {
+                    pkts.prefetch_ahead(ahead);
+                }
             }
             match &mut mac {
                 None => {
                     let out = &mut tx[pi ^ 1];
                     while let Some(m) = pkts.next() {
-                        pkts.prefetch_ahead(PREFETCH_AHEAD - 1);
+                        if F::READS_FRAMES {
+                            pkts.prefetch_ahead(PREFETCH_AHEAD - 1);
+                        }
                         if filter.admit(m.data(), in_port) {
                             out.push(m);
                         } else {
@@ -645,7 +653,7 @@ fn worker_loop<F: PacketFilter>(
             s.flush();
         }
         bin.empty();
-        let round_end = dpdk::rdtsc();
+        round_end = dpdk::rdtsc();
         round = round.wrapping_add(1);
         if got != 0 {
             rx_total += got as u64;
@@ -665,6 +673,7 @@ fn worker_loop<F: PacketFilter>(
                 if idle_rounds > b.spin_polls {
                     std::thread::sleep(sleep);
                     sleep = (sleep * 2).min(b.max_sleep);
+                    round_end = dpdk::rdtsc(); // the sleep is not part of the next round
                 }
             }
         }
