@@ -286,3 +286,22 @@ fn verdicts_cli_reports_bad_probe_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("probes line 2: unknown pod \"dev/nobody\""), "{stderr}");
 }
+
+#[test]
+fn verdicts_cli_reads_probes_from_stdin() {
+    use std::io::Write;
+    let dir = lab_dir(None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["verdicts", "--probes", "-", "--manifests"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = probe_line(CENT333, "dev/webserver-dev", "tcp/80");
+    child.stdin.take().unwrap().write_all(format!("{line}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let want = answer_line(&(CENT333, "dev/webserver-dev", "tcp/80", "deny", &[DEV_DENY_IN]));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{want}\n"));
+}

@@ -230,6 +230,14 @@ fn policy_types_default() {
             ],
         },
         Case {
+            name: "policyTypes: [] is defaulted like a missing one",
+            policies: s(np("prod", "p", "  podSelector: {matchLabels: {app: db}}\n  policyTypes: []\n  egress: [{}]")),
+            probes: &[
+                ("dev/client", "prod/db", "tcp/5432", "deny", &[DENY_IN]),
+                ("prod/db", "dev/client", "tcp/80", "allow", &["prod-egress-p-any-0-0"]),
+            ],
+        },
+        Case {
             name: "explicit [Egress] ignores ingress rules",
             policies: s(np(
                 "prod",

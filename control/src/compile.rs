@@ -175,7 +175,21 @@ impl<'m> Compiler<'m> {
                 return r;
             }
         };
-        let resolved = ResolvedPeer { remote: Remote::Identities(self.b.add_identity_set(ids.clone())), identities: Some(ids) };
+        // A peer that takes whole namespaces is matched on the remote's namespace: one
+        // entry per namespace instead of one per identity.
+        let whole_namespaces: Option<Vec<u32>> = match peer {
+            Peer::Pods(sel) if sel.is_empty() => Some(vec![policy_ns as u32]),
+            Peer::Namespaces(ns_sel) => Some(matching_namespaces(ns_sel).into_iter().map(|n| n as u32).collect()),
+            Peer::NamespacesAndPods { namespaces, pods } if pods.is_empty() => {
+                Some(matching_namespaces(namespaces).into_iter().map(|n| n as u32).collect())
+            }
+            _ => None,
+        };
+        let remote = match whole_namespaces {
+            Some(ns) => Remote::Namespaces(self.b.add_identity_set(ns)),
+            None => Remote::Identities(self.b.add_identity_set(ids.clone())),
+        };
+        let resolved = ResolvedPeer { remote, identities: Some(ids) };
         let r = Rc::new(resolved);
         self.peers.insert(key, r.clone());
         r
@@ -370,7 +384,8 @@ impl<'m> Compiler<'m> {
                 let default_rule = isolation[pod.namespace][di].expect("isolating policy registered its namespace");
                 iso[di] = Isolation::Isolated { rules: set, default_rule };
             }
-            self.b.add_endpoint(&pod.addrs, self.pod_identity[i], pod.node.map(|n| node_ids[n]), iso[0], iso[1]);
+            let node = pod.node.map(|n| node_ids[n]);
+            self.b.add_endpoint(&pod.addrs, pod.namespace as u32, self.pod_identity[i], node, iso[0], iso[1]);
         }
         Compiled { snapshot: self.b.build(), origins: self.origins }
     }

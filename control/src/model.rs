@@ -430,8 +430,9 @@ impl Model {
             let field = format!("spec.egress[{i}]");
             egress.push(rule(r.to.as_deref(), r.ports.as_deref(), &field, "to", &err)?);
         }
-        let (isolates_ingress, isolates_egress) = match &spec.policy_types {
-            // Missing: Ingress always, Egress only if there is at least one egress rule.
+        let (isolates_ingress, isolates_egress) = match spec.policy_types.as_ref().filter(|t| !t.is_empty()) {
+            // Missing (or empty, which the API server defaults the same way): Ingress
+            // always, Egress only if there is at least one egress rule.
             None => (true, !egress.is_empty()),
             Some(types) => {
                 let mut t = (false, false);

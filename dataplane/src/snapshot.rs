@@ -5,8 +5,9 @@
 //! - address → endpoint or node: one hash map per family keyed by the integer address;
 //! - endpoint → identity (its class for selectors) and, per direction, either "not
 //!   isolated" or (rule set, isolation rule);
-//! - rule set → a base port list (rules allowing any remote), a sorted identity table
-//!   (selector peers; binary search on the remote endpoint's identity), and disjoint
+//! - rule set → a base port list (rules allowing any remote), sorted namespace and
+//!   identity tables (selector peers; binary search on the remote endpoint's namespace
+//!   and identity), and disjoint
 //!   address segments (ipBlock peers; binary search on the segment starts), each
 //!   pointing at an interned port list; the lowest rule found in the three decides;
 //! - port list → a few `(protocol, port range, rule)` entries, most specific first,
@@ -41,6 +42,7 @@ const NODE_BIT: u32 = 1 << 31;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) node: u32,
+    pub(crate) namespace: u32,
     pub(crate) identity: u32,
     /// Rule set deciding traffic *to* this endpoint, or `NONE` when not isolated.
     pub(crate) ingress: u32,
@@ -65,6 +67,8 @@ pub(crate) struct PortEntry {
 pub(crate) struct RuleSetLayout {
     /// Port list of the entries allowing any remote, or `NONE`.
     pub(crate) base: u32,
+    pub(crate) ns_start: u32,
+    pub(crate) ns_len: u32,
     pub(crate) id_start: u32,
     pub(crate) id_len: u32,
     pub(crate) v4_start: u32,
@@ -99,7 +103,7 @@ pub struct Snapshot {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) nodes: usize,
     pub(crate) rule_sets: Vec<RuleSetLayout>,
-    /// Identity tables of all rule sets: sorted identity → port list.
+    /// Namespace and identity tables of all rule sets: sorted key → port list.
     pub(crate) id_keys: Vec<u32>,
     pub(crate) id_lists: Vec<u32>,
     pub(crate) seg_v4_start: Vec<u32>,
@@ -209,18 +213,30 @@ impl Snapshot {
             .map_or(NONE, |e| e.rule)
     }
 
-    /// The first rule of rule set `set` that allows `remote` (of endpoint identity
-    /// `identity`, or `NONE` when not a pod) with `proto`/`port`; `NONE` if none does.
+    /// The port list of `key` in the key table at `start..start + len`, or `NONE`.
     #[inline]
-    fn allowing_rule(&self, set: u32, remote: IpAddr, identity: u32, proto: u8, port: u16) -> RuleId {
+    fn table_list(&self, start: u32, len: u32, key: u32) -> u32 {
+        if len == 0 {
+            return NONE;
+        }
+        let lo = start as usize;
+        match self.id_keys[lo..lo + len as usize].binary_search(&key) {
+            Ok(i) => self.id_lists[lo + i],
+            Err(_) => NONE,
+        }
+    }
+
+    /// The first rule of rule set `set` that allows `remote` (the endpoint `peer`, or
+    /// `None` when not a pod) with `proto`/`port`; `NONE` if none does.
+    #[inline]
+    fn allowing_rule(&self, set: u32, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> RuleId {
         let layout = &self.rule_sets[set as usize];
         let mut best = self.list_rule(layout.base, proto, port);
-        if identity != NONE && layout.id_len != 0 {
-            let lo = layout.id_start as usize;
-            let keys = &self.id_keys[lo..lo + layout.id_len as usize];
-            if let Ok(i) = keys.binary_search(&identity) {
-                best = best.min(self.list_rule(self.id_lists[lo + i], proto, port));
-            }
+        if let Some(p) = peer {
+            let ns = self.table_list(layout.ns_start, layout.ns_len, p.namespace);
+            best = best.min(self.list_rule(ns, proto, port));
+            let id = self.table_list(layout.id_start, layout.id_len, p.identity);
+            best = best.min(self.list_rule(id, proto, port));
         }
         let list = match remote {
             IpAddr::V4(a) if layout.v4_len != 0 => {
@@ -245,11 +261,11 @@ impl Snapshot {
 
     /// One side's decision: `(allowed, deciding rule)`.
     #[inline]
-    fn side(&self, set: u32, default: RuleId, remote: IpAddr, identity: u32, proto: u8, port: u16) -> (bool, RuleId) {
+    fn side(&self, set: u32, default: RuleId, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> (bool, RuleId) {
         if set == NONE {
             return (true, NO_RULE);
         }
-        match self.allowing_rule(set, remote, identity, proto, port) {
+        match self.allowing_rule(set, remote, peer, proto, port) {
             NONE => (false, default),
             r => (true, r),
         }
@@ -274,13 +290,12 @@ impl Classifier for Snapshot {
             (_, End::Pod(b)) => (None, Some(&self.endpoints[b as usize])),
             _ => return Verdict::NOT_POLICED,
         };
-        let identity = |e: Option<&Endpoint>| e.map_or(NONE, |e| e.identity);
         let (egress_ok, egress_rule) = match src_ep {
-            Some(e) => self.side(e.egress, e.egress_default, dst, identity(dst_ep), proto, dst_port),
+            Some(e) => self.side(e.egress, e.egress_default, dst, dst_ep, proto, dst_port),
             None => (true, NO_RULE),
         };
         let (ingress_ok, ingress_rule) = match dst_ep {
-            Some(e) => self.side(e.ingress, e.ingress_default, src, identity(src_ep), proto, dst_port),
+            Some(e) => self.side(e.ingress, e.ingress_default, src, src_ep, proto, dst_port),
             None => (true, NO_RULE),
         };
         let (action, reason) = match (egress_ok, ingress_ok) {

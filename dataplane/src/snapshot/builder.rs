@@ -28,6 +28,9 @@ pub enum Remote {
     Any,
     /// Endpoints whose identity is in the set (selector peers).
     Identities(IdentitySetId),
+    /// Endpoints whose namespace is in the set (an id set of namespaces: selector
+    /// peers that select whole namespaces).
+    Namespaces(IdentitySetId),
     /// Addresses in the set, pods or not (ipBlock peers).
     Addresses(AddrSetId),
 }
@@ -153,7 +156,7 @@ impl SnapshotBuilder {
         id
     }
 
-    /// Register a set of identities (shared by content).
+    /// Register a set of identities or namespaces (shared by content).
     pub fn add_identity_set(&mut self, mut ids: Vec<IdentityId>) -> IdentitySetId {
         ids.sort_unstable();
         ids.dedup();
@@ -185,25 +188,17 @@ impl SnapshotBuilder {
             .map(|(i, e)| (e.rule, i as u32))
             .collect();
         let base = self.port_list(&key, any.iter().copied());
-        // Identity table.
+        // Namespace and identity tables.
+        let ns_start = self.snap.id_keys.len() as u32;
+        self.key_table(&key, |r| match r {
+            Remote::Namespaces(s) => Some(s),
+            _ => None,
+        });
         let id_start = self.snap.id_keys.len() as u32;
-        let mut pairs: Vec<(IdentityId, RuleId, u32)> = Vec::new();
-        for (i, e) in key.iter().enumerate() {
-            if let Remote::Identities(set) = e.remote {
-                pairs.extend(self.identity_sets[set as usize].iter().map(|&ident| (ident, e.rule, i as u32)));
-            }
-        }
-        pairs.sort_unstable();
-        let mut k = 0;
-        while k < pairs.len() {
-            let ident = pairs[k].0;
-            let end = k + pairs[k..].partition_point(|p| p.0 == ident);
-            // Sorted by (identity, rule, entry): the group is in ascending rule order.
-            let list = self.port_list(&key, pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)));
-            k = end;
-            self.snap.id_keys.push(ident);
-            self.snap.id_lists.push(list);
-        }
+        self.key_table(&key, |r| match r {
+            Remote::Identities(s) => Some(s),
+            _ => None,
+        });
         // Address segments (only when some entry names addresses).
         let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
         let v4_start = self.snap.seg_v4_start.len() as u32;
@@ -221,6 +216,8 @@ impl SnapshotBuilder {
         let id = self.snap.rule_sets.len() as RuleSetId;
         self.snap.rule_sets.push(RuleSetLayout {
             base,
+            ns_start,
+            ns_len: id_start - ns_start,
             id_start,
             id_len: self.snap.id_keys.len() as u32 - id_start,
             v4_start,
@@ -232,11 +229,12 @@ impl SnapshotBuilder {
         id
     }
 
-    /// Register a pod endpoint of `identity`. An address already claimed by an earlier
-    /// endpoint stays with that endpoint (recorded in [`shadowed`](Self::shadowed)).
+    /// Register a pod endpoint of `namespace` and `identity`. An address already
+    /// claimed by an earlier endpoint stays with that endpoint (see [`shadowed`](Self::shadowed)).
     pub fn add_endpoint(
         &mut self,
         addrs: &[IpAddr],
+        namespace: u32,
         identity: IdentityId,
         node: Option<NodeId>,
         ingress: Isolation,
@@ -255,6 +253,7 @@ impl SnapshotBuilder {
         let (egress, egress_default) = split(egress);
         self.snap.endpoints.push(Endpoint {
             node: node.unwrap_or(NONE),
+            namespace,
             identity,
             ingress,
             egress,
@@ -297,6 +296,28 @@ impl SnapshotBuilder {
         s.rule_names.shrink_to_fit();
         s.name_bounds.shrink_to_fit();
         self.snap
+    }
+
+    /// Append a sorted key → port list table for the entries whose remote `pick` maps
+    /// to an id set (namespaces or identities).
+    fn key_table(&mut self, entries: &[RuleSetEntry], pick: impl Fn(Remote) -> Option<IdentitySetId>) {
+        let mut pairs: Vec<(u32, RuleId, u32)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(set) = pick(e.remote) {
+                pairs.extend(self.identity_sets[set as usize].iter().map(|&k| (k, e.rule, i as u32)));
+            }
+        }
+        pairs.sort_unstable();
+        let mut k = 0;
+        while k < pairs.len() {
+            let key = pairs[k].0;
+            let end = k + pairs[k..].partition_point(|p| p.0 == key);
+            // Sorted by (key, rule, entry): the group is in ascending rule order.
+            let list = self.port_list(entries, pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)));
+            k = end;
+            self.snap.id_keys.push(key);
+            self.snap.id_lists.push(list);
+        }
     }
 
     /// Disjoint segments `(start, port list or NONE)` covering one family's whole

@@ -35,9 +35,10 @@ fn fixture() -> (Snapshot, [RuleId; 5]) {
         RuleSetEntry { rule: r2, remote: all, ports: ports(UDP, 1000, 2000) },
     ]);
     let empty = b.add_rule_set(&[]);
-    b.add_endpoint(&[ip("10.0.0.1")], 0, Some(node), Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.1")], 0, 0, Some(node), Isolation::Open, Isolation::Open);
     b.add_endpoint(
         &[ip("10.0.0.2"), ip("fd00::2")],
+        0,
         1,
         Some(node),
         Isolation::Isolated { rules: set, default_rule: deny_in },
@@ -128,18 +129,21 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
     let r0 = b.add_rule("r0");
     let r1 = b.add_rule("r1");
     let r2 = b.add_rule("r2");
+    let r3 = b.add_rule("r3");
     let deny = b.add_rule("deny");
     let web = b.add_identity_set(vec![7]);
+    let ns2 = b.add_identity_set(vec![2]);
     let block = Remote::Addresses(b.add_address_set(AddressSet::from_net("10.0.0.0/30".parse().unwrap())));
     let set = b.add_rule_set(&[
         RuleSetEntry { rule: r2, remote: Remote::Any, ports: ports(TCP, 80, 80) },
         RuleSetEntry { rule: r1, remote: Remote::Identities(web), ports: ports(TCP, 80, 90) },
         RuleSetEntry { rule: r0, remote: block, ports: ports(TCP, 90, 100) },
+        RuleSetEntry { rule: r3, remote: Remote::Namespaces(ns2), ports: ports(UDP, 1, 1) },
     ]);
-    b.add_endpoint(&[ip("10.0.0.1")], 7, None, Isolation::Open, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.9")], 7, None, Isolation::Open, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.2")], 8, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.10")], 9, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.1")], 1, 7, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.9")], 2, 7, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.2")], 1, 8, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.10")], 1, 9, None, Isolation::Open, Isolation::Open);
     let s = b.build();
     let rule = |src: &str, port| s.classify(ip(src), ip("10.0.0.2"), TCP, port).ingress_rule;
     assert_eq!(rule("10.0.0.1", 80), r1);
@@ -150,7 +154,10 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
     assert_eq!(rule("10.0.0.10", 85), deny);
     assert_eq!(rule("10.0.0.3", 95), r0);
     assert_eq!(rule("8.8.8.8", 80), r2);
-    assert_eq!(s.stats().identity_entries, 1);
+    let udp = |src: &str| s.classify(ip(src), ip("10.0.0.2"), UDP, 1).ingress_rule;
+    assert_eq!(udp("10.0.0.9"), r3);
+    assert_eq!(udp("10.0.0.1"), deny);
+    assert_eq!(s.stats().identity_entries, 2);
 }
 
 #[test]
