@@ -94,6 +94,7 @@ struct Compiler<'m> {
 
 impl<'m> Compiler<'m> {
     fn new(model: &'m Model, generation: u64) -> Self {
+        let mut b = SnapshotBuilder::new(generation);
         let mut identities: Vec<Identity> = Vec::new();
         let mut by_key: HashMap<(usize, &Labels, &[ContainerPort]), u32> = HashMap::new();
         let mut pod_identity = vec![u32::MAX; model.pods.len()];
@@ -105,7 +106,8 @@ impl<'m> Compiler<'m> {
                 continue;
             }
             let id = *by_key.entry((p.namespace, &p.labels, &p.named_ports)).or_insert_with(|| {
-                let id = identities.len() as u32;
+                let id = b.add_identity(p.namespace as u32);
+                debug_assert_eq!(id as usize, identities.len());
                 identities.push(Identity { labels: &p.labels, pods: Vec::new() });
                 ns_identities[p.namespace].push(id);
                 for (k, v) in &p.labels {
@@ -121,7 +123,7 @@ impl<'m> Compiler<'m> {
         }
         Compiler {
             model,
-            b: SnapshotBuilder::new(generation),
+            b,
             origins: Vec::new(),
             identities,
             pod_identity,
@@ -385,7 +387,7 @@ impl<'m> Compiler<'m> {
                 iso[di] = Isolation::Isolated { rules: set, default_rule };
             }
             let node = pod.node.map(|n| node_ids[n]);
-            self.b.add_endpoint(&pod.addrs, pod.namespace as u32, self.pod_identity[i], node, iso[0], iso[1]);
+            self.b.add_endpoint(&pod.addrs, self.pod_identity[i], node, iso[0], iso[1]);
         }
         Compiled { snapshot: self.b.build(), origins: self.origins }
     }

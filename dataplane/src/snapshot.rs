@@ -5,9 +5,10 @@
 //! - address → endpoint or node: one hash map per family keyed by the integer address;
 //! - endpoint → identity (its class for selectors) and, per direction, either "not
 //!   isolated" or (rule set, isolation rule);
-//! - rule set → a base port list (rules allowing any remote), sorted namespace and
-//!   identity tables (selector peers; binary search on the remote endpoint's namespace
-//!   and identity), and disjoint
+//! - rule set → a base port list (rules allowing any remote), sorted identity and
+//!   namespace tables (selector peers; binary search on the remote endpoint's identity,
+//!   else its namespace, else the base list: each table's lists include what the later
+//!   ones would add), and disjoint
 //!   address segments (ipBlock peers; binary search on the segment starts), each
 //!   pointing at an interned port list; the lowest rule found in the three decides;
 //! - port list → a few `(protocol, port range, rule)` entries, most specific first,
@@ -231,13 +232,19 @@ impl Snapshot {
     #[inline]
     fn allowing_rule(&self, set: u32, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> RuleId {
         let layout = &self.rule_sets[set as usize];
-        let mut best = self.list_rule(layout.base, proto, port);
+        let mut list = layout.base;
         if let Some(p) = peer {
-            let ns = self.table_list(layout.ns_start, layout.ns_len, p.namespace);
-            best = best.min(self.list_rule(ns, proto, port));
             let id = self.table_list(layout.id_start, layout.id_len, p.identity);
-            best = best.min(self.list_rule(id, proto, port));
+            list = if id != NONE {
+                id
+            } else {
+                match self.table_list(layout.ns_start, layout.ns_len, p.namespace) {
+                    NONE => layout.base,
+                    ns => ns,
+                }
+            };
         }
+        let best = self.list_rule(list, proto, port);
         let list = match remote {
             IpAddr::V4(a) if layout.v4_len != 0 => {
                 let lo = layout.v4_start as usize;

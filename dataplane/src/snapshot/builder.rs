@@ -76,6 +76,8 @@ pub struct SnapshotBuilder {
     addr_sets: Vec<AddressSet>,
     addr_set_ids: HashMap<AddressSet, AddrSetId>,
     identity_sets: Vec<Vec<IdentityId>>,
+    /// Namespace of each identity (`add_identity`).
+    identity_namespace: Vec<u32>,
     identity_set_ids: HashMap<Vec<IdentityId>, IdentitySetId>,
     rule_set_ids: HashMap<Vec<RuleSetEntry>, RuleSetId>,
     list_ids: HashMap<Vec<PortEntry>, u32>,
@@ -110,6 +112,7 @@ impl SnapshotBuilder {
             addr_sets: Vec::new(),
             addr_set_ids: HashMap::new(),
             identity_sets: Vec::new(),
+            identity_namespace: Vec::new(),
             identity_set_ids: HashMap::new(),
             rule_set_ids: HashMap::new(),
             list_ids: HashMap::new(),
@@ -156,6 +159,13 @@ impl SnapshotBuilder {
         id
     }
 
+    /// Register an identity: a class of endpoints of `namespace` that every selector
+    /// treats alike. Ids are dense and in call order.
+    pub fn add_identity(&mut self, namespace: u32) -> IdentityId {
+        self.identity_namespace.push(namespace);
+        self.identity_namespace.len() as IdentityId - 1
+    }
+
     /// Register a set of identities or namespaces (shared by content).
     pub fn add_identity_set(&mut self, mut ids: Vec<IdentityId>) -> IdentitySetId {
         ids.sort_unstable();
@@ -181,24 +191,36 @@ impl SnapshotBuilder {
             return id;
         }
         // Base list: entries allowing any remote.
-        let any: BTreeSet<(RuleId, u32)> = key
+        let any: Vec<(RuleId, u32)> = key
             .iter()
             .enumerate()
             .filter(|(_, e)| e.remote == Remote::Any)
             .map(|(i, e)| (e.rule, i as u32))
             .collect();
         let base = self.port_list(&key, any.iter().copied());
-        // Namespace and identity tables.
+        // Namespace table, each list merged with the base entries, then identity table,
+        // each list merged with the base and its namespace's entries: the lookup stops
+        // at the first table that has the remote.
         let ns_start = self.snap.id_keys.len() as u32;
-        self.key_table(&key, |r| match r {
+        let ns_entries = self.key_table(&key, &|_| any.clone(), |r| match r {
             Remote::Namespaces(s) => Some(s),
             _ => None,
         });
         let id_start = self.snap.id_keys.len() as u32;
-        self.key_table(&key, |r| match r {
+        let identity_namespace = std::mem::take(&mut self.identity_namespace);
+        let with_namespace = |ident: u32| {
+            let ns = *identity_namespace.get(ident as usize).expect("identity registered with add_identity");
+            let mut v = any.clone();
+            if let Some(e) = ns_entries.get(&ns) {
+                v.extend_from_slice(e);
+            }
+            v
+        };
+        self.key_table(&key, &with_namespace, |r| match r {
             Remote::Identities(s) => Some(s),
             _ => None,
         });
+        self.identity_namespace = identity_namespace;
         // Address segments (only when some entry names addresses).
         let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
         let v4_start = self.snap.seg_v4_start.len() as u32;
@@ -229,12 +251,12 @@ impl SnapshotBuilder {
         id
     }
 
-    /// Register a pod endpoint of `namespace` and `identity`. An address already
-    /// claimed by an earlier endpoint stays with that endpoint (see [`shadowed`](Self::shadowed)).
+    /// Register a pod endpoint of `identity` (from [`add_identity`](Self::add_identity)).
+    /// An address already claimed by an earlier endpoint stays with that endpoint (see
+    /// [`shadowed`](Self::shadowed)).
     pub fn add_endpoint(
         &mut self,
         addrs: &[IpAddr],
-        namespace: u32,
         identity: IdentityId,
         node: Option<NodeId>,
         ingress: Isolation,
@@ -242,6 +264,7 @@ impl SnapshotBuilder {
     ) -> u32 {
         let id = self.snap.endpoints.len() as u32;
         assert!(id < NODE_BIT, "too many endpoints");
+        let namespace = *self.identity_namespace.get(identity as usize).expect("identity registered with add_identity");
         let split = |iso: Isolation| match iso {
             Isolation::Open => (NONE, crate::verdict::NO_RULE),
             Isolation::Isolated { rules, default_rule } => {
@@ -299,8 +322,15 @@ impl SnapshotBuilder {
     }
 
     /// Append a sorted key → port list table for the entries whose remote `pick` maps
-    /// to an id set (namespaces or identities).
-    fn key_table(&mut self, entries: &[RuleSetEntry], pick: impl Fn(Remote) -> Option<IdentitySetId>) {
+    /// to an id set (namespaces or identities), each key's list merged with the
+    /// `(rule, entry)` pairs `extra` gives for it. Returns each key's own pairs.
+    fn key_table(
+        &mut self,
+        entries: &[RuleSetEntry],
+        extra: &dyn Fn(u32) -> Vec<(RuleId, u32)>,
+        pick: impl Fn(Remote) -> Option<IdentitySetId>,
+    ) -> HashMap<u32, Vec<(RuleId, u32)>> {
+        let mut own: HashMap<u32, Vec<(RuleId, u32)>> = HashMap::new();
         let mut pairs: Vec<(u32, RuleId, u32)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             if let Some(set) = pick(e.remote) {
@@ -312,12 +342,18 @@ impl SnapshotBuilder {
         while k < pairs.len() {
             let key = pairs[k].0;
             let end = k + pairs[k..].partition_point(|p| p.0 == key);
-            // Sorted by (key, rule, entry): the group is in ascending rule order.
-            let list = self.port_list(entries, pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)));
+            let group: Vec<(RuleId, u32)> = pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)).collect();
+            let mut merged = extra(key);
+            merged.extend_from_slice(&group);
+            merged.sort_unstable();
+            merged.dedup();
+            let list = self.port_list(entries, merged.into_iter());
             k = end;
             self.snap.id_keys.push(key);
             self.snap.id_lists.push(list);
+            own.insert(key, group);
         }
+        own
     }
 
     /// Disjoint segments `(start, port list or NONE)` covering one family's whole

@@ -35,11 +35,11 @@ fn fixture() -> (Snapshot, [RuleId; 5]) {
         RuleSetEntry { rule: r2, remote: all, ports: ports(UDP, 1000, 2000) },
     ]);
     let empty = b.add_rule_set(&[]);
-    b.add_endpoint(&[ip("10.0.0.1")], 0, 0, Some(node), Isolation::Open, Isolation::Open);
+    let (i0, i1) = (b.add_identity(0), b.add_identity(0));
+    b.add_endpoint(&[ip("10.0.0.1")], i0, Some(node), Isolation::Open, Isolation::Open);
     b.add_endpoint(
         &[ip("10.0.0.2"), ip("fd00::2")],
-        0,
-        1,
+        i1,
         Some(node),
         Isolation::Isolated { rules: set, default_rule: deny_in },
         Isolation::Isolated { rules: empty, default_rule: deny_eg },
@@ -131,7 +131,9 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
     let r2 = b.add_rule("r2");
     let r3 = b.add_rule("r3");
     let deny = b.add_rule("deny");
-    let web = b.add_identity_set(vec![7]);
+    // Identities 0 (ns 1), 1 (ns 2), 2 and 3 (ns 1).
+    let (web1, web2, db, other) = (b.add_identity(1), b.add_identity(2), b.add_identity(1), b.add_identity(1));
+    let web = b.add_identity_set(vec![web1, web2]);
     let ns2 = b.add_identity_set(vec![2]);
     let block = Remote::Addresses(b.add_address_set(AddressSet::from_net("10.0.0.0/30".parse().unwrap())));
     let set = b.add_rule_set(&[
@@ -140,10 +142,10 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
         RuleSetEntry { rule: r0, remote: block, ports: ports(TCP, 90, 100) },
         RuleSetEntry { rule: r3, remote: Remote::Namespaces(ns2), ports: ports(UDP, 1, 1) },
     ]);
-    b.add_endpoint(&[ip("10.0.0.1")], 1, 7, None, Isolation::Open, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.9")], 2, 7, None, Isolation::Open, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.2")], 1, 8, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
-    b.add_endpoint(&[ip("10.0.0.10")], 1, 9, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.1")], web1, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.9")], web2, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.2")], db, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
+    b.add_endpoint(&[ip("10.0.0.10")], other, None, Isolation::Open, Isolation::Open);
     let s = b.build();
     let rule = |src: &str, port| s.classify(ip(src), ip("10.0.0.2"), TCP, port).ingress_rule;
     assert_eq!(rule("10.0.0.1", 80), r1);
@@ -157,7 +159,8 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
     let udp = |src: &str| s.classify(ip(src), ip("10.0.0.2"), UDP, 1).ingress_rule;
     assert_eq!(udp("10.0.0.9"), r3);
     assert_eq!(udp("10.0.0.1"), deny);
-    assert_eq!(s.stats().identity_entries, 2);
+    // Table entries: namespace 2, identities web1 and web2.
+    assert_eq!(s.stats().identity_entries, 3);
 }
 
 #[test]
