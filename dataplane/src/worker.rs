@@ -585,33 +585,28 @@ fn worker_loop<F: PacketFilter>(
             got += k;
             filter.begin_burst(round_start);
             let in_port = in_ids[pi];
-            let mut pkts = burst.drain();
-            // Bridge mode reads the MACs even when the filter reads nothing.
-            let prefetch = F::READS_FRAMES || mac.is_some();
-            if prefetch {
-                for ahead in 0..PREFETCH_AHEAD {
-                    pkts.prefetch_ahead(ahead);
-                }
-            }
             match &mut mac {
                 None => {
-                    let out = &mut tx[pi ^ 1];
-                    while let Some(m) = pkts.next() {
-                        if F::READS_FRAMES {
-                            pkts.prefetch_ahead(PREFETCH_AHEAD - 1);
-                        }
-                        if filter.admit(m.data(), in_port) {
-                            out.push(m);
-                        } else {
-                            filtered[pi] += 1;
-                            match sink_tx.as_mut() {
+                    let (filtered, bin) = (&mut filtered[pi], &mut bin);
+                    let sink = &mut sink_tx;
+                    burst.retain(
+                        F::READS_FRAMES,
+                        |frame| filter.admit(frame, in_port),
+                        |m| {
+                            *filtered += 1;
+                            match sink.as_mut() {
                                 Some(s) => s.push(m),
                                 None => bin.push(m),
                             }
-                        }
-                    }
+                        },
+                    );
+                    tx[pi ^ 1].send_burst(&mut burst);
                 }
                 Some(table) => {
+                    let mut pkts = burst.drain();
+                    for ahead in 0..PREFETCH_AHEAD {
+                        pkts.prefetch_ahead(ahead);
+                    }
                     while let Some(m) = pkts.next() {
                         pkts.prefetch_ahead(PREFETCH_AHEAD - 1);
                         if !filter.admit(m.data(), in_port) {

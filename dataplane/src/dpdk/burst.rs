@@ -79,6 +79,44 @@ impl RxBurst {
         self.0.len
     }
 
+    /// Keeps, in order, the packets whose frame `keep` accepts and hands every other
+    /// one to `reject`; with `prefetch`, frames are prefetched a few packets ahead.
+    /// The kept packets stay in the burst's own array (no copy), ready for
+    /// `TxBuffer::send_burst`: the testpmd io-forward shape.
+    #[inline(always)]
+    pub fn retain(&mut self, prefetch: bool, mut keep: impl FnMut(&[u8]) -> bool, mut reject: impl FnMut(Mbuf)) {
+        const AHEAD: usize = 3;
+        // Until the loop ends the burst claims nothing: if `keep` or `reject` panics,
+        // the unvisited mbufs leak instead of being freed twice.
+        let len = std::mem::take(&mut self.0.len);
+        let pkts = &mut self.0.pkts;
+        if prefetch {
+            pkts[..len.min(AHEAD)].iter().for_each(|&m| prefetch_frame(m));
+        }
+        let mut kept = 0;
+        for i in 0..len {
+            if prefetch && i + AHEAD < len {
+                prefetch_frame(pkts[i + AHEAD]);
+            }
+            let m = pkts[i];
+            // SAFETY: m is a valid mbuf the burst owns; the frame is read before the
+            // mbuf can be handed away below.
+            let frame = unsafe {
+                let base = ((*m).buf_addr as *const u8).add((*m).data_off as usize);
+                std::slice::from_raw_parts(base, (*m).data_len as usize)
+            };
+            if keep(frame) {
+                pkts[kept] = m;
+                kept += 1;
+            } else {
+                // SAFETY: m is owned by the burst and leaves it here (it is not kept, and
+                // slot i is overwritten or beyond the new length).
+                reject(unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) });
+            }
+        }
+        self.0.len = kept;
+    }
+
     /// Hands the packets out in order; the burst is empty afterwards.
     #[inline(always)]
     pub fn drain(&mut self) -> Drain<'_> {
@@ -99,12 +137,7 @@ impl Drain<'_> {
     #[inline(always)]
     pub fn prefetch_ahead(&self, ahead: usize) {
         if let Some(&m) = self.pkts.get(self.next + ahead) {
-            // SAFETY: m is a valid mbuf not yet handed out; we only compute an address
-            // from its header and issue a prefetch hint, which never faults.
-            unsafe {
-                let p = ((*m).buf_addr as *const u8).add((*m).data_off as usize);
-                prefetch(p);
-            }
+            prefetch_frame(m);
         }
     }
 
@@ -136,6 +169,15 @@ impl Drop for Drain<'_> {
     fn drop(&mut self) {
         self.by_ref().for_each(drop);
     }
+}
+
+/// Prefetches the frame of `m`, a valid mbuf owned by the caller's burst.
+#[inline(always)]
+fn prefetch_frame(m: *mut rte_mbuf) {
+    // SAFETY: m is a valid mbuf (caller's burst owns it); we only compute an address
+    // from its header; a prefetch hint never faults.
+    let p = unsafe { ((*m).buf_addr as *const u8).add((*m).data_off as usize) };
+    prefetch(p);
 }
 
 #[inline(always)]
@@ -180,6 +222,24 @@ impl<'q> TxBuffer<'q> {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.held.len == 0
+    }
+
+    /// Sends every packet of `burst` straight from its array (after anything pending,
+    /// so order holds); frees and counts what the PMD refuses. The burst is empty
+    /// afterwards.
+    #[inline(always)]
+    pub fn send_burst(&mut self, burst: &mut RxBurst) {
+        self.flush();
+        let len = burst.0.len;
+        if len == 0 {
+            return;
+        }
+        // SAFETY: as in `flush`; the burst's first `len` pointers are mbufs it owns, and
+        // the PMD takes ownership of the first `n` it returns.
+        let n = unsafe { dpdk_sys::palisade_tx_burst(self.port, self.queue, burst.0.pkts.as_mut_ptr(), len as u16) } as usize;
+        self.sent += n as u64;
+        self.unsent += (len - n) as u64;
+        burst.0.free_from(n);
     }
 
     /// Sends what is pending; frees and counts what the PMD refuses.
