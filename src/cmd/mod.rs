@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap) and `main(Args)`.
 pub mod explain;
 pub mod matrix;
+pub mod policy;
 pub mod replay;
 pub mod rules;
 pub mod run;

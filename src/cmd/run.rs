@@ -11,7 +11,10 @@
 
 use anyhow::{bail, Context, Result};
 use dataplane::dpdk::{devspec, host, signal};
+use super::policy;
 use dataplane::filter::ForwardAll;
+use dataplane::pipeline::{Pipeline, PipelineConfig, TcpMode};
+use dataplane::snapshot::Snapshot;
 use dataplane::worker::{Backoff, Forwarder, ForwarderConfig, Mode, RunLimits, RunReport, StopReason, WorkerConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -59,9 +62,25 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
 
-    /// NetworkPolicy manifests to enforce (directory).
+    /// NetworkPolicy manifests to enforce (a directory, watched: changes apply live).
+    /// Without it (and without --watch-stream): the bundled example policies in software
+    /// mode, no policy (forward everything) with explicit ports.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+
+    /// Read policy from kubectl's watch-event stream on standard input ("-"):
+    /// kubectl get namespaces,pods,nodes,networkpolicies -A --watch --output-watch-events -o json
+    #[arg(long, value_name = "-", conflicts_with = "manifests")]
+    pub watch_stream: Option<String>,
+
+    /// Flow-table capacity per worker (preallocated).
+    #[arg(long, value_name = "FLOWS", default_value_t = 1 << 20)]
+    pub flow_capacity: usize,
+
+    /// Pick up TCP connections mid-stream (after a restart): any TCP packet may open a
+    /// flow. Default: strict, only a SYN opens one.
+    #[arg(long)]
+    pub tcp_loose: bool,
 
     /// Sleep when idle: auto = on when every port is a vdev (software mode), off with
     /// PCI ports; off = always busy-poll (benchmarks).
@@ -114,6 +133,9 @@ impl Default for Args {
             duration: None,
             stats_json: None,
             manifests: None,
+            watch_stream: None,
+            flow_capacity: 1 << 20,
+            tcp_loose: false,
             idle_backoff: BackoffArg::Auto,
             idle_sleep_max_us: 500,
             mac_age_secs: 300,
@@ -124,6 +146,16 @@ impl Default for Args {
 }
 
 impl Args {
+    /// Where policy comes from (see `--manifests`).
+    pub fn policy_source(&self) -> policy::Source {
+        match (&self.manifests, &self.watch_stream) {
+            (Some(dir), _) => policy::Source::Dir(dir.clone()),
+            (None, Some(_)) => policy::Source::StdinStream,
+            (None, None) if self.ports.is_empty() => policy::Source::Bundled,
+            (None, None) => policy::Source::None,
+        }
+    }
+
     /// `palisade` with no arguments: software mode.
     pub fn default_software_mode() -> Self {
         Args::default()
@@ -189,12 +221,10 @@ impl Args {
 pub fn main(args: Args) -> Result<()> {
     let cfg = args.forwarder_config()?;
     cfg.validate()?;
-    if let Some(dir) = &args.manifests {
-        bail!(
-            "--manifests {}: policy enforcement is not wired into `palisade run` yet; run without --manifests to forward everything",
-            dir.display()
-        );
+    if let Some(v) = args.watch_stream.as_deref().filter(|v| *v != "-") {
+        bail!("--watch-stream {v}: only \"-\" (standard input) is supported; pipe kubectl's --watch --output-watch-events -o json into palisade");
     }
+    let policy = policy::start(&args.policy_source())?;
     let stop = signal::stop_on_signals();
     let fwd = Forwarder::start(&cfg)?;
     for p in fwd.ports() {
@@ -206,8 +236,28 @@ pub fn main(args: Args) -> Result<()> {
         "forwarding; SIGINT or SIGTERM stops"
     );
     let limits = RunLimits { duration: args.duration.map(Duration::from_secs_f64), stop_after_idle: None };
-    let report = fwd.run(vec![ForwardAll; fwd.workers()], &limits, stop)?;
+    let report = if args.policy_source() == policy::Source::None {
+        fwd.run(vec![ForwardAll; fwd.workers()], &limits, stop)?
+    } else {
+        let pipeline_cfg = PipelineConfig {
+            flow_capacity: args.flow_capacity,
+            tcp_mode: if args.tcp_loose { TcpMode::Loose } else { TcpMode::Strict },
+            ticks_per_second: fwd.eal().tsc_hz(),
+            ..PipelineConfig::default()
+        };
+        let pipelines: Vec<Pipeline<Snapshot>> =
+            (0..fwd.workers()).map(|_| Pipeline::new(policy.snapshots.clone(), &pipeline_cfg)).collect();
+        fwd.run(pipelines, &limits, stop)?
+    };
     print_report(&report);
+    if args.policy_source() != policy::Source::None {
+        println!(
+            "policy: generation {} in force, {} update(s) applied, {} rejected",
+            policy.metrics.generation.get(),
+            policy.metrics.applied.get(),
+            policy.metrics.rejected.get()
+        );
+    }
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_string_pretty(&report_json(&report, &cfg))?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing --stats-json {}", path.display()))?;
