@@ -12,6 +12,16 @@ pub trait PacketFilter {
     fn begin_burst(&mut self, now: u64);
     /// Decide one frame received on `in_port`: `true` forwards it, `false` drops it.
     fn admit(&mut self, frame: &[u8], in_port: u16) -> bool;
+    /// Decide a whole rx burst: `verdicts[i]` for `frames[i]`, all received on
+    /// `in_port` (`frames.len() == verdicts.len()`, at most a burst). The default asks
+    /// `admit` frame by frame; a filter that can overlap memory accesses across the
+    /// burst (hash every key first, then prefetch, then look up) overrides it.
+    #[inline]
+    fn admit_burst(&mut self, frames: &[&[u8]], in_port: u16, verdicts: &mut [bool]) {
+        for (frame, verdict) in frames.iter().zip(verdicts.iter_mut()) {
+            *verdict = self.admit(frame, in_port);
+        }
+    }
     /// Called when a poll returned nothing, or every N bursts: incremental upkeep
     /// (flow aging, answering dump requests). Must stay bounded in time.
     fn idle(&mut self, now: u64);
