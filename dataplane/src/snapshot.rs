@@ -22,7 +22,7 @@ mod builder;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{
-    AddrSetId, BuildError, IdentityId, IdentitySetId, Isolation, NodeId, PortMatch, Remote, RuleSetEntry, RuleSetId,
+    AddrSetId, IdentityId, IdentitySetId, Isolation, NodeId, PortMatch, Remote, RuleSetEntry, RuleSetId,
     SnapshotBuilder,
 };
 

@@ -62,13 +62,6 @@ pub struct RuleSetEntry {
     pub ports: PortMatch,
 }
 
-/// Errors the builder can report. (Currently none are fatal; kept for API stability.)
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("address {0} belongs to more than one endpoint")]
-    DuplicateAddress(IpAddr),
-}
-
 /// Collects endpoints, nodes, rules and rule sets, then freezes them into a
 /// [`Snapshot`]. Deterministic: the same calls in the same order give the same snapshot.
 pub struct SnapshotBuilder {
