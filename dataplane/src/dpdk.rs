@@ -26,6 +26,7 @@ pub mod host;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod prefetch;
 mod ring;
 pub mod signal;
 

@@ -163,6 +163,18 @@ pub struct Pipeline<S: Classifier> {
     counters: Counters,
 }
 
+/// A packet's flow key, the side it came from and the key's hash: computed for a whole
+/// burst before any lookup, so the table lines can be prefetched.
+#[derive(Clone, Copy)]
+struct Lookup {
+    key: FlowKey,
+    side: Side,
+    hash: u32,
+}
+
+/// Frames `admit_burst` stages at once (the worker's rx burst).
+const BURST: usize = 32;
+
 /// How a packet that found no flow may start one.
 enum Opening {
     /// Start a flow with this initiator side and TCP state.
@@ -228,10 +240,25 @@ impl<S: Classifier> Pipeline<S> {
         })
     }
 
-    /// Decide one frame; counts it.
+    /// The flow-table lookup a parsed packet will make, if any: its own key for packets
+    /// that carry ports, the quoted datagram's key for ICMP errors.
     #[inline]
-    fn decide(&mut self, frame: &[u8]) -> bool {
-        match parse::parse(frame) {
+    fn lookup_of(&self, parsed: &Parsed) -> Option<Lookup> {
+        let Parsed::Ip(meta) = parsed else {
+            return None;
+        };
+        let (key, side) = match meta.kind {
+            Kind::NonFirstFragment => return None,
+            Kind::IcmpError(q) => FlowKey::new(&q.src, q.src_port, &q.dst, q.dst_port, q.protocol, meta.vlan),
+            _ => FlowKey::new(&meta.src, meta.src_port, &meta.dst, meta.dst_port, meta.protocol, meta.vlan),
+        };
+        Some(Lookup { hash: self.flows.hash(&key), key, side })
+    }
+
+    /// Decide one parsed frame of `len` bytes; counts it. `lookup` is `lookup_of(parsed)`.
+    #[inline]
+    fn decide(&mut self, parsed: &Parsed, lookup: Option<Lookup>, len: usize) -> bool {
+        match *parsed {
             Parsed::Passthrough => {
                 self.counters.passthrough += 1;
                 true
@@ -244,11 +271,12 @@ impl<S: Classifier> Pipeline<S> {
                 self.counters.drop_fragment += 1;
                 false
             }
-            Parsed::Ip(meta) => match meta.kind {
-                Kind::NonFirstFragment => self.follow_fragment(&meta),
-                Kind::IcmpError(_) => self.follow_quoted(&meta),
-                _ => {
-                    let allow = self.track(&meta, frame.len());
+            // `lookup_of` gives every IP packet a lookup except non-first fragments.
+            Parsed::Ip(meta) => match lookup {
+                None => self.follow_fragment(&meta),
+                Some(lookup) if matches!(meta.kind, Kind::IcmpError(_)) => self.follow_quoted(lookup),
+                Some(lookup) => {
+                    let allow = self.track(&meta, lookup, len);
                     if let Some(ident) = meta.fragment {
                         self.fragments.record(fragment_key(&meta, ident), allow, self.now);
                     }
@@ -260,9 +288,8 @@ impl<S: Classifier> Pipeline<S> {
 
     /// Flow lookup and decision for a packet that carries its own ports.
     #[inline]
-    fn track(&mut self, meta: &Meta, len: usize) -> bool {
-        let (key, side) = FlowKey::new(&meta.src, meta.src_port, &meta.dst, meta.dst_port, meta.protocol, meta.vlan);
-        let hash = self.flows.hash(&key);
+    fn track(&mut self, meta: &Meta, lookup: Lookup, len: usize) -> bool {
+        let Lookup { key, side, hash } = lookup;
         match self.flows.find(&key, hash) {
             Some(index) => self.on_hit(index, side, meta, len),
             None => self.on_miss(key, hash, side, meta, len),
@@ -389,12 +416,8 @@ impl<S: Classifier> Pipeline<S> {
         }
     }
 
-    fn follow_quoted(&mut self, meta: &Meta) -> bool {
-        let Kind::IcmpError(q) = meta.kind else {
-            return false;
-        };
-        let (key, _) = FlowKey::new(&q.src, q.src_port, &q.dst, q.dst_port, q.protocol, meta.vlan);
-        let hash = self.flows.hash(&key);
+    fn follow_quoted(&mut self, lookup: Lookup) -> bool {
+        let Lookup { key, hash, .. } = lookup;
         let Some(index) = self.flows.find(&key, hash) else {
             self.counters.drop_no_flow += 1;
             return false;
@@ -414,6 +437,17 @@ impl<S: Classifier> Pipeline<S> {
             self.counters.icmp_related += 1;
         }
         self.count_verdict(allow)
+    }
+
+    /// Decide and count one received frame.
+    #[inline(always)]
+    fn count_admit(&mut self, parsed: &Parsed, lookup: Option<Lookup>, len: usize) -> bool {
+        self.counters.rx += 1;
+        let allow = self.decide(parsed, lookup, len);
+        if allow {
+            self.counters.forwarded += 1;
+        }
+        allow
     }
 
     fn age(&mut self) {
@@ -444,12 +478,34 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
 
     #[inline]
     fn admit(&mut self, frame: &[u8], _in_port: u16) -> bool {
-        self.counters.rx += 1;
-        let allow = self.decide(frame);
-        if allow {
-            self.counters.forwarded += 1;
+        let parsed = parse::parse(frame);
+        let lookup = self.lookup_of(&parsed);
+        self.count_admit(&parsed, lookup, frame.len())
+    }
+
+    /// The same decisions as `admit` frame by frame, in the same order (a packet may
+    /// depend on a flow an earlier one of the burst inserted), with the memory latency
+    /// overlapped: parse and hash every frame of a chunk first and prefetch the slots
+    /// their lookups start at, then prefetch the records those slots point to, then
+    /// decide each packet in order.
+    fn admit_burst(&mut self, frames: &[&[u8]], _in_port: u16, verdicts: &mut [bool]) {
+        let mut parsed = [Parsed::Malformed; BURST];
+        let mut lookups: [Option<Lookup>; BURST] = [None; BURST];
+        for (frames, verdicts) in frames.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
+            for ((frame, parsed), lookup) in frames.iter().zip(parsed.iter_mut()).zip(lookups.iter_mut()) {
+                *parsed = parse::parse(frame);
+                *lookup = self.lookup_of(parsed);
+                if let Some(lookup) = lookup {
+                    self.flows.prefetch_slot(lookup.hash);
+                }
+            }
+            for lookup in lookups[..frames.len()].iter().flatten() {
+                self.flows.prefetch_record(lookup.hash);
+            }
+            for (i, (frame, verdict)) in frames.iter().zip(verdicts.iter_mut()).enumerate() {
+                *verdict = self.count_admit(&parsed[i], lookups[i], frame.len());
+            }
         }
-        allow
     }
 
     fn idle(&mut self, now: u64) {
@@ -469,6 +525,11 @@ impl<S: Classifier> PacketFilter for &mut Pipeline<S> {
     #[inline]
     fn admit(&mut self, frame: &[u8], in_port: u16) -> bool {
         (**self).admit(frame, in_port)
+    }
+
+    #[inline]
+    fn admit_burst(&mut self, frames: &[&[u8]], in_port: u16, verdicts: &mut [bool]) {
+        (**self).admit_burst(frames, in_port, verdicts);
     }
 
     fn idle(&mut self, now: u64) {

@@ -10,6 +10,7 @@
 //! there are no tombstones and chains never degrade. Everything is allocated in `new`;
 //! the packet path never allocates.
 
+use crate::dpdk::prefetch::prefetch_read;
 use crate::flow::entry::FlowEntry;
 use crate::flow::key::FlowKey;
 
@@ -21,6 +22,9 @@ struct Slot {
 }
 
 const EMPTY: u32 = u32::MAX;
+
+/// Slots `prefetch_record` looks at: at load ≤ 0.5 nearly every chain is shorter.
+const PREFETCH_PROBE: usize = 4;
 
 /// A pool record: the key, then (on the next cache line) the entry.
 #[derive(Clone, Copy)]
@@ -100,6 +104,35 @@ impl FlowTable {
             }
             if slot.hash == hash && self.records[slot.index as usize].key == *key {
                 return Some(slot.index);
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Prefetch the slot line where a lookup of `hash` starts (first stage of a batched
+    /// lookup: hash a burst's keys, prefetch their slots, then their records).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, hash: u32) {
+        prefetch_read(&self.slots[hash as usize & self.mask]);
+    }
+
+    /// Prefetch the record (key line and entry line) that a lookup of `hash` will most
+    /// likely compare: the first slot of its chain with that hash, within the first
+    /// few slots. Reads slots only; a hint, so a stale or wrong guess costs nothing but
+    /// the bandwidth.
+    #[inline(always)]
+    pub fn prefetch_record(&self, hash: u32) {
+        let mut pos = hash as usize & self.mask;
+        for _ in 0..PREFETCH_PROBE {
+            let slot = self.slots[pos];
+            if slot.index == EMPTY {
+                return;
+            }
+            if slot.hash == hash {
+                let record = &self.records[slot.index as usize];
+                prefetch_read(&record.key);
+                prefetch_read(&record.entry);
+                return;
             }
             pos = (pos + 1) & self.mask;
         }
