@@ -589,9 +589,21 @@ fn worker_loop<F: PacketFilter>(
                 None => {
                     let (filtered, bin) = (&mut filtered[pi], &mut bin);
                     let sink = &mut sink_tx;
+                    // A filter that reads frames decides the whole burst at once
+                    // (it may overlap its lookups); the burst then keeps what it admitted.
+                    let mut verdicts = [true; BURST];
+                    if F::READS_FRAMES {
+                        let mut frames: [&[u8]; BURST] = [&[]; BURST];
+                        let k = burst.frames(&mut frames);
+                        filter.admit_burst(&frames[..k], in_port, &mut verdicts[..k]);
+                    }
+                    let mut next = 0;
                     burst.retain(
-                        F::READS_FRAMES,
-                        |frame| filter.admit(frame, in_port),
+                        false,
+                        |_| {
+                            next += 1;
+                            verdicts[next - 1]
+                        },
                         |m| {
                             *filtered += 1;
                             match sink.as_mut() {

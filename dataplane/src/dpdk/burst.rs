@@ -117,6 +117,23 @@ impl RxBurst {
         self.0.len = kept;
     }
 
+    /// Fills `out[..n]` with the frames of the `n` held packets (prefetching each) and
+    /// returns `n`, for a filter that decides a whole burst at once.
+    #[inline(always)]
+    pub fn frames<'b>(&'b self, out: &mut [&'b [u8]; BURST]) -> usize {
+        let len = self.0.len;
+        for (slot, &m) in out.iter_mut().zip(&self.0.pkts[..len]) {
+            // SAFETY: m is a valid mbuf the burst owns; the frame borrows the burst, so
+            // the mbuf cannot be handed away while the slice lives.
+            *slot = unsafe {
+                let base = ((*m).buf_addr as *const u8).add((*m).data_off as usize);
+                prefetch(base);
+                std::slice::from_raw_parts(base, (*m).data_len as usize)
+            };
+        }
+        len
+    }
+
     /// Hands the packets out in order; the burst is empty afterwards.
     #[inline(always)]
     pub fn drain(&mut self) -> Drain<'_> {
