@@ -600,9 +600,12 @@ fn worker_loop<F: PacketFilter>(
                     let mut next = 0;
                     burst.retain(
                         false,
+                        // Plain forwarding keeps everything without touching `verdicts`.
                         |_| {
-                            next += 1;
-                            verdicts[next - 1]
+                            !F::READS_FRAMES || {
+                                next += 1;
+                                verdicts[next - 1]
+                            }
                         },
                         |m| {
                             *filtered += 1;
