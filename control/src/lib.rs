@@ -18,6 +18,7 @@ pub mod cn2;
 pub mod render;
 pub mod probes;
 pub mod stream;
+pub mod accept;
 pub mod telemetry;
 pub mod watch;
 pub mod socket;

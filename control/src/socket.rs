@@ -13,12 +13,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::accept::AcceptLoop;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/palisade/control.sock";
@@ -104,8 +104,8 @@ pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 /// A listening control socket; stops, joins and removes the socket file on drop.
 pub struct ControlServer {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    // An Option so Drop can stop the loop before removing the socket file.
+    accept_loop: Option<AcceptLoop>,
 }
 
 impl ControlServer {
@@ -137,25 +137,12 @@ impl ControlServer {
         let listener = UnixListener::bind(path).map_err(|e| ctx("binding", e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| ctx("setting mode 0600", e))?;
         listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new().name("control-socket".into()).spawn(move || {
-            while !thread_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = serve_one(stream, &handler) {
-                            tracing::debug!("control socket: client error: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                    Err(e) => {
-                        tracing::warn!("control socket: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-        Ok(Self { path: path.to_owned(), stop, thread: Some(thread) })
+        let accept_loop = AcceptLoop::spawn(
+            "control socket",
+            move || listener.accept().map(|(stream, _)| stream),
+            move |stream| serve_one(stream, &handler),
+        )?;
+        Ok(Self { path: path.to_owned(), accept_loop: Some(accept_loop) })
     }
 
     pub fn path(&self) -> &Path {
@@ -165,10 +152,7 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.accept_loop.take());
         let _ = std::fs::remove_file(&self.path);
     }
 }

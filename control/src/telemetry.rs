@@ -14,9 +14,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -26,6 +24,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::accept::AcceptLoop;
 
 /// Default metrics address: localhost only, unless the operator says otherwise.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9469";
@@ -231,11 +231,10 @@ impl Telemetry {
     }
 }
 
-/// A running metrics endpoint; stops (and joins) on drop.
+/// A running metrics endpoint; stops (and joins its thread) on drop.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _accept_loop: AcceptLoop,
 }
 
 impl MetricsServer {
@@ -245,38 +244,16 @@ impl MetricsServer {
             .map_err(|e| std::io::Error::new(e.kind(), format!("metrics address {addr}: {e}")))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            while !thread_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = serve_one(stream, &telemetry) {
-                            tracing::debug!("metrics: client error: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                    Err(e) => {
-                        tracing::warn!("metrics: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-        Ok(Self { addr, stop, thread: Some(thread) })
+        let _accept_loop = AcceptLoop::spawn(
+            "metrics",
+            move || listener.accept().map(|(stream, _)| stream),
+            move |stream| serve_one(stream, &telemetry),
+        )?;
+        Ok(Self { addr, _accept_loop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
