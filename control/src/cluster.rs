@@ -40,3 +40,13 @@ pub struct Cluster {
     pub nodes: Vec<Sourced<Node>>,
     pub policies: Vec<Sourced<NetworkPolicy>>,
 }
+
+impl Cluster {
+    /// Appends another cluster's objects after this one's, keeping load order.
+    pub fn append(&mut self, other: Cluster) {
+        self.namespaces.extend(other.namespaces);
+        self.pods.extend(other.pods);
+        self.nodes.extend(other.nodes);
+        self.policies.extend(other.policies);
+    }
+}

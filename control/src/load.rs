@@ -79,10 +79,7 @@ pub fn load_dir(dir: &Path) -> Result<Cluster, LoadError> {
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(read_err(&file))?;
         let part = load_str(&text, &file)?;
-        cluster.namespaces.extend(part.namespaces);
-        cluster.pods.extend(part.pods);
-        cluster.nodes.extend(part.nodes);
-        cluster.policies.extend(part.policies);
+        cluster.append(part);
     }
     Ok(cluster)
 }

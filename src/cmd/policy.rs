@@ -48,10 +48,7 @@ fn bundled_cluster() -> Result<Cluster> {
     let mut all = Cluster::default();
     for (name, text) in BUNDLED {
         let c = control::load::load_str(text, Path::new(name)).with_context(|| format!("bundled policy {name}"))?;
-        all.namespaces.extend(c.namespaces);
-        all.pods.extend(c.pods);
-        all.nodes.extend(c.nodes);
-        all.policies.extend(c.policies);
+        all.append(c);
     }
     Ok(all)
 }
