@@ -72,7 +72,8 @@ pub fn start(source: &Source) -> Result<PolicyRuntime> {
             (compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).context("bundled example policies")?, None)
         }
         Source::Dir(dir) => {
-            let cluster = control::validate::load_valid(dir).with_context(|| format!("--manifests {}", dir.display()))?;
+            // compile_cluster validates; loading alone here keeps validation to one pass.
+            let cluster = control::load::load_dir(dir).with_context(|| format!("--manifests {}", dir.display()))?;
             let snap = compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).with_context(|| format!("--manifests {}", dir.display()))?;
             (snap, Some(PolicySource::Dir(dir.clone())))
         }
