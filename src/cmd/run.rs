@@ -224,7 +224,8 @@ pub fn main(args: Args) -> Result<()> {
     if let Some(v) = args.watch_stream.as_deref().filter(|v| *v != "-") {
         bail!("--watch-stream {v}: only \"-\" (standard input) is supported; pipe kubectl's --watch --output-watch-events -o json into palisade");
     }
-    let policy = policy::start(&args.policy_source())?;
+    let source = args.policy_source();
+    let policy = policy::start(&source)?;
     let stop = signal::stop_on_signals();
     let fwd = Forwarder::start(&cfg)?;
     for p in fwd.ports() {
@@ -236,7 +237,7 @@ pub fn main(args: Args) -> Result<()> {
         "forwarding; SIGINT or SIGTERM stops"
     );
     let limits = RunLimits { duration: args.duration.map(Duration::from_secs_f64), stop_after_idle: None };
-    let report = if args.policy_source() == policy::Source::None {
+    let report = if source == policy::Source::None {
         fwd.run(vec![ForwardAll; fwd.workers()], &limits, stop)?
     } else {
         let pipeline_cfg = PipelineConfig {
@@ -250,7 +251,7 @@ pub fn main(args: Args) -> Result<()> {
         fwd.run(pipelines, &limits, stop)?
     };
     print_report(&report);
-    if args.policy_source() != policy::Source::None {
+    if source != policy::Source::None {
         println!(
             "policy: generation {} in force, {} update(s) applied, {} rejected",
             policy.metrics.generation.get(),
