@@ -209,12 +209,20 @@ impl FlowTable {
     /// Look at up to `budget` pool entries from where the last call stopped and remove
     /// the expired ones. Returns how many were removed. Bounded work per call.
     pub fn age(&mut self, now: u64, budget: usize) -> usize {
+        self.age_each(now, budget, |_, _| {})
+    }
+
+    /// `age`, showing each expired flow to `on_expired` just before it is removed (the
+    /// flow log records flows that age out).
+    pub fn age_each(&mut self, now: u64, budget: usize, mut on_expired: impl FnMut(&FlowKey, &FlowEntry)) -> usize {
         let capacity = self.records.len();
         let mut removed = 0;
         for _ in 0..budget.min(capacity) {
             let index = self.age_cursor as u32;
             self.age_cursor = (self.age_cursor + 1) % capacity;
             if self.records[index as usize].entry.is_live() && self.is_expired(index, now) {
+                let record = &self.records[index as usize];
+                on_expired(&record.key, &record.entry);
                 self.remove(index);
                 removed += 1;
             }
