@@ -38,6 +38,7 @@
 
 pub mod craft;
 pub mod fragments;
+pub mod live;
 pub mod parse;
 pub mod pcap;
 
@@ -51,10 +52,11 @@ use crate::filter::PacketFilter;
 use crate::flow::entry::{ORIG, REPLY};
 use crate::flow::key::Side;
 use crate::flow::{FlowEntry, FlowKey, FlowTable, FlowTimeouts, TcpState};
-use crate::verdict::{Action, Classifier, Verdict};
+use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
 use crate::wire::ip_proto;
 use crate::wire::tcp::flags::{ACK, SYN};
 use fragments::{FragmentKey, FragmentTable};
+use live::{ControlLink, Dump, FlowEvent, FlowEventKind, RuleDrops};
 use parse::{Kind, Meta, Parsed};
 
 /// How TCP packets without a flow are treated.
@@ -100,33 +102,62 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Per-worker counters: plain fields written only by the owning worker.
-/// `rx == forwarded + drop_policy + drop_malformed + drop_no_flow + drop_fragment`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub rx: u64,
-    pub forwarded: u64,
+/// Declares `Counters` with its field names, so the control side can publish and name
+/// every counter without a second list to keep in step.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Per-worker counters: plain fields written only by the owning worker.
+        /// `rx == forwarded + drop_policy + drop_malformed + drop_no_flow + drop_fragment`.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Field names, in declaration order (the order of `values`).
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+            pub const LEN: usize = Self::NAMES.len();
+
+            pub fn values(&self) -> [u64; Self::LEN] {
+                [$(self.$name),*]
+            }
+
+            pub fn from_values(values: [u64; Self::LEN]) -> Counters {
+                let mut it = values.into_iter();
+                Counters { $($name: it.next().unwrap_or(0),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    rx,
+    forwarded,
     /// Forwarded without policy: not IP, or IPv6 link control.
-    pub passthrough: u64,
-    pub drop_policy: u64,
-    pub drop_malformed: u64,
+    passthrough,
+    drop_policy,
+    drop_malformed,
     /// TCP without a flow in strict mode, echo replies and ICMP errors without a flow.
-    pub drop_no_flow: u64,
+    drop_no_flow,
     /// Fragments without a known first fragment, or that could hide or rewrite ports.
-    pub drop_fragment: u64,
-    pub flow_inserts: u64,
-    pub flow_expiries: u64,
+    drop_fragment,
+    flow_inserts,
+    flow_expiries,
     /// New flows decided but not inserted because the table was full.
-    pub flow_table_full: u64,
+    flow_table_full,
     /// Packets decided without a flow because the table was full.
-    pub stateless_decisions: u64,
+    stateless_decisions,
+    /// Of `drop_policy`: packets denied by a stateless decision (the table was full).
+    stateless_denied,
     /// Flows re-decided after a snapshot change, and those of them now denied.
-    pub flow_redecided: u64,
-    pub flow_revoked: u64,
+    flow_redecided,
+    flow_revoked,
     /// ICMP errors that followed the flow they quote.
-    pub icmp_related: u64,
+    icmp_related,
     /// Non-first fragments that followed their first fragment's verdict.
-    pub fragments_followed: u64,
+    fragments_followed,
+    /// Flow-log events dropped because the log channel was full.
+    flow_log_dropped,
 }
 
 /// A live flow as the control socket shows it: oriented initiator → responder.
@@ -161,6 +192,49 @@ pub struct Pipeline<S: Classifier> {
     aging_budget: usize,
     bursts_since_aging: u32,
     counters: Counters,
+    /// Policy drops under the current snapshot, by deciding rule: index `rule + 1`
+    /// (`NO_RULE` wraps to 0). Grows to the largest rule id seen, then stays.
+    rule_drops: Vec<u64>,
+    /// Drop counts of replaced snapshots not yet handed to the control side.
+    retired_rule_drops: Vec<RuleDrops<S>>,
+    link: Option<ControlLink<S>>,
+}
+
+/// Rule ids above this share the `NO_RULE` drop counter (bounds `rule_drops`).
+const MAX_COUNTED_RULE: usize = 1 << 20;
+
+/// Replaced snapshots' drop counts kept for the control side at most; older ones are
+/// folded into the newest retired entry's `NO_RULE` count.
+const MAX_RETIRED: usize = 64;
+
+/// The rule that decided a denial: the denying side's (default-deny) rule.
+#[inline]
+pub fn deciding_rule(v: &Verdict) -> RuleId {
+    match v.reason {
+        Reason::DeniedByEgress => v.egress_rule,
+        Reason::DeniedByIngress => v.ingress_rule,
+        _ => v.rules().next().unwrap_or(NO_RULE),
+    }
+}
+
+/// A flow table entry as a `FlowRecord`, initiator first.
+fn flow_record(key: &FlowKey, entry: &FlowEntry) -> FlowRecord {
+    let init = entry.initiator();
+    FlowRecord {
+        src: key.addr(init),
+        dst: key.addr(init.other()),
+        src_port: key.port(init),
+        dst_port: key.port(init.other()),
+        protocol: key.protocol(),
+        vlan: key.vlan(),
+        verdict: entry.verdict(),
+        generation: entry.generation,
+        tcp: entry.tcp,
+        packets: entry.packets,
+        bytes: entry.bytes,
+        created: entry.created,
+        last_seen: entry.last_seen,
+    }
 }
 
 /// A packet's flow key, the side it came from and the key's hash: computed for a whole
@@ -202,7 +276,28 @@ impl<S: Classifier> Pipeline<S> {
             aging_budget: config.aging_budget,
             bursts_since_aging: 0,
             counters: Counters::default(),
+            rule_drops: Vec::new(),
+            retired_rule_drops: Vec::new(),
+            link: None,
         }
+    }
+
+    /// Connects the pipeline to the control plane (see `live`): it then publishes its
+    /// counters, answers dump requests and sends flow events at its upkeep points.
+    pub fn connect(&mut self, link: ControlLink<S>) {
+        link.shared.publish(&self.counters, self.flows.len(), self.flows.capacity(), self.generation);
+        self.link = Some(link);
+    }
+
+    /// Policy drops under the current snapshot, by deciding rule (`NO_RULE` for drops
+    /// without a known rule), non-zero counts only.
+    pub fn rule_drops(&self) -> Vec<(RuleId, u64)> {
+        self.rule_drops
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n != 0)
+            .map(|(i, n)| ((i as RuleId).wrapping_sub(1), *n))
+            .collect()
     }
 
     /// The snapshot the last burst ran with.
@@ -220,24 +315,7 @@ impl<S: Classifier> Pipeline<S> {
 
     /// The live flows, initiator first.
     pub fn flows(&self) -> impl Iterator<Item = FlowRecord> + '_ {
-        self.flows.iter().map(|(key, entry)| {
-            let init = entry.initiator();
-            FlowRecord {
-                src: key.addr(init),
-                dst: key.addr(init.other()),
-                src_port: key.port(init),
-                dst_port: key.port(init.other()),
-                protocol: key.protocol(),
-                vlan: key.vlan(),
-                verdict: entry.verdict(),
-                generation: entry.generation,
-                tcp: entry.tcp,
-                packets: entry.packets,
-                bytes: entry.bytes,
-                created: entry.created,
-                last_seen: entry.last_seen,
-            }
-        })
+        self.flows.iter().map(|(key, entry)| flow_record(key, entry))
     }
 
     /// The flow-table lookup a parsed packet will make, if any: its own key for packets
@@ -323,11 +401,70 @@ impl<S: Classifier> Pipeline<S> {
         self.snapshot.classify(meta.src_ip(), meta.dst_ip(), meta.protocol, meta.dst_port)
     }
 
-    fn count_verdict(&mut self, allow: bool) -> bool {
-        if !allow {
-            self.counters.drop_policy += 1;
+    /// Counts a verdict's packet: a denial is a policy drop charged to its deciding rule.
+    #[inline]
+    fn outcome(&mut self, verdict: &Verdict) -> bool {
+        if verdict.is_allow() {
+            true
+        } else {
+            self.deny(deciding_rule(verdict))
         }
-        allow
+    }
+
+    /// A policy drop decided by `rule`; returns `false` (drop).
+    #[inline]
+    fn deny(&mut self, rule: RuleId) -> bool {
+        self.counters.drop_policy += 1;
+        let mut i = rule.wrapping_add(1) as usize;
+        if i >= self.rule_drops.len() {
+            i = self.grow_rule_drops(i);
+        }
+        self.rule_drops[i] += 1;
+        false
+    }
+
+    /// Makes room for rule counter `i` (rare: once per new largest rule id); ids past
+    /// `MAX_COUNTED_RULE` share counter 0.
+    #[cold]
+    fn grow_rule_drops(&mut self, i: usize) -> usize {
+        let i = if i > MAX_COUNTED_RULE { 0 } else { i };
+        if i >= self.rule_drops.len() {
+            self.rule_drops.resize(i + 1, 0);
+        }
+        i
+    }
+
+    /// The snapshot changed: keep the old one's drop counts (with it, to name the rules)
+    /// for the control side, and start counting afresh.
+    #[cold]
+    fn retire_rule_drops(&mut self, old: Arc<S>) {
+        let counts = if self.link.is_some() { self.rule_drops() } else { Vec::new() };
+        self.rule_drops.iter_mut().for_each(|n| *n = 0);
+        if counts.is_empty() {
+            return;
+        }
+        if self.retired_rule_drops.len() >= MAX_RETIRED {
+            let oldest = self.retired_rule_drops.remove(0);
+            let lost: u64 = oldest.counts.iter().map(|(_, n)| n).sum();
+            if let Some(next) = self.retired_rule_drops.first_mut() {
+                next.counts.push((NO_RULE, lost));
+            }
+        }
+        self.retired_rule_drops.push(RuleDrops { snapshot: old, counts });
+    }
+
+    /// Sends a flow event if a flow log is connected; a full log drops it and counts.
+    #[cold]
+    fn log_denied(&mut self, key: &FlowKey, entry: &FlowEntry) {
+        let Some(link) = self.link.as_ref().filter(|l| l.log_denied) else {
+            return;
+        };
+        if let Some(tx) = &link.flow_log {
+            let event = FlowEvent { kind: FlowEventKind::Denied, flow: flow_record(key, entry), at: self.now };
+            if tx.try_send(event).is_err() {
+                self.counters.flow_log_dropped += 1;
+            }
+        }
     }
 
     fn on_miss(&mut self, key: FlowKey, hash: u32, side: Side, meta: &Meta, len: usize) -> bool {
@@ -342,21 +479,28 @@ impl<S: Classifier> Pipeline<S> {
         let verdict = self.classify_key(&key, initiator);
         let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
         entry.count(entry.direction(side), len, self.now);
+        if !verdict.is_allow() && self.link.is_some() {
+            self.log_denied(&key, &entry);
+        }
         match self.flows.insert(key, hash, entry) {
             Ok(_) => self.counters.flow_inserts += 1,
             Err(_) => self.counters.flow_table_full += 1,
         }
-        self.count_verdict(verdict.is_allow())
+        self.outcome(&verdict)
     }
 
     /// Without a flow (table full): allowed if this direction is, or if the packet could
     /// be the reply of a connection the other way that is.
     fn decide_stateless(&mut self, meta: &Meta) -> bool {
         self.counters.stateless_decisions += 1;
-        let forward = self.classify_packet(meta).is_allow();
-        let allow = forward
-            || self.snapshot.classify(meta.dst_ip(), meta.src_ip(), meta.protocol, meta.src_port).is_allow();
-        self.count_verdict(allow)
+        let forward = self.classify_packet(meta);
+        if forward.is_allow()
+            || self.snapshot.classify(meta.dst_ip(), meta.src_ip(), meta.protocol, meta.src_port).is_allow()
+        {
+            return true;
+        }
+        self.counters.stateless_denied += 1;
+        self.deny(deciding_rule(&forward))
     }
 
     fn on_hit(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
@@ -382,7 +526,7 @@ impl<S: Classifier> Pipeline<S> {
                 fresh.count(ORIG, len, self.now);
                 *self.flows.entry_mut(index) = fresh;
             }
-            return self.count_verdict(verdict.is_allow());
+            return self.outcome(&verdict);
         }
         if !entry.is_current(self.generation) {
             let verdict = self.classify_key(self.flows.key(index), entry.initiator());
@@ -398,8 +542,11 @@ impl<S: Classifier> Pipeline<S> {
         if meta.protocol == ip_proto::TCP {
             entry.track_tcp(direction, meta.tcp_flags);
         }
-        let allow = entry.action == Action::Allow;
-        self.count_verdict(allow)
+        if entry.action == Action::Allow {
+            return true;
+        }
+        let verdict = entry.verdict();
+        self.outcome(&verdict)
     }
 
     fn follow_fragment(&mut self, meta: &Meta) -> bool {
@@ -407,7 +554,7 @@ impl<S: Classifier> Pipeline<S> {
         match self.fragments.lookup(&fragment_key(meta, ident), self.now) {
             Some(allow) => {
                 self.counters.fragments_followed += 1;
-                self.count_verdict(allow)
+                allow || self.deny(NO_RULE)
             }
             None => {
                 self.counters.drop_fragment += 1;
@@ -423,20 +570,20 @@ impl<S: Classifier> Pipeline<S> {
             return false;
         };
         let entry = *self.flows.entry(index);
-        let mut allow = entry.action == Action::Allow;
+        let mut verdict = entry.verdict();
         if !entry.is_current(self.generation) {
-            let verdict = self.classify_key(&key, entry.initiator());
+            let fresh = self.classify_key(&key, entry.initiator());
             self.counters.flow_redecided += 1;
-            if allow && !verdict.is_allow() {
+            if verdict.is_allow() && !fresh.is_allow() {
                 self.counters.flow_revoked += 1;
             }
-            self.flows.entry_mut(index).set_verdict(verdict, self.generation);
-            allow = verdict.is_allow();
+            self.flows.entry_mut(index).set_verdict(fresh, self.generation);
+            verdict = fresh;
         }
-        if allow {
+        if verdict.is_allow() {
             self.counters.icmp_related += 1;
         }
-        self.count_verdict(allow)
+        self.outcome(&verdict)
     }
 
     /// Decide and count one received frame.
@@ -450,9 +597,47 @@ impl<S: Classifier> Pipeline<S> {
         allow
     }
 
+    /// Upkeep: age a slice of the flow table (sending flow events for flows that end),
+    /// then, when connected, publish the counters and answer dump requests.
     fn age(&mut self) {
-        let removed = self.flows.age(self.now, self.aging_budget);
+        let now = self.now;
+        let removed = match self.link.as_ref().and_then(|l| l.flow_log.as_ref()) {
+            None => self.flows.age(now, self.aging_budget),
+            Some(tx) => {
+                let dropped = &mut self.counters.flow_log_dropped;
+                self.flows.age_each(now, self.aging_budget, |key, entry| {
+                    let event = FlowEvent { kind: FlowEventKind::End, flow: flow_record(key, entry), at: now };
+                    if tx.try_send(event).is_err() {
+                        *dropped += 1;
+                    }
+                })
+            }
+        };
         self.counters.flow_expiries += removed as u64;
+        if self.link.is_some() {
+            self.serve_control();
+        }
+    }
+
+    /// Publishes the counters and answers queued dump requests.
+    fn serve_control(&mut self) {
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
+        link.shared.publish(&self.counters, self.flows.len(), self.flows.capacity(), self.generation);
+        while let Ok(request) = link.requests.try_recv() {
+            let dump = Dump {
+                now: self.now,
+                snapshot: Arc::clone(&self.snapshot),
+                flows: if request.flows { self.flows().collect() } else { Vec::new() },
+                retired_rule_drops: std::mem::take(&mut self.retired_rule_drops),
+                current_rule_drops: RuleDrops { snapshot: Arc::clone(&self.snapshot), counts: self.rule_drops() },
+            };
+            if let Err(unsent) = request.reply.try_send(dump) {
+                // Nobody is waiting any more: keep the retired counts for the next request.
+                self.retired_rule_drops = unsent.into_inner().retired_rule_drops;
+            }
+        }
     }
 }
 
@@ -466,8 +651,9 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
         self.now = now;
         let current = self.snapshots.load();
         if !Arc::ptr_eq(current, &self.snapshot) {
-            self.snapshot = Arc::clone(current);
+            let old = std::mem::replace(&mut self.snapshot, Arc::clone(current));
             self.generation = self.snapshot.generation();
+            self.retire_rule_drops(old);
         }
         self.bursts_since_aging += 1;
         if self.bursts_since_aging >= self.aging_every_bursts {

@@ -200,6 +200,8 @@ pub enum WorkerError {
     FilterCount { filters: usize, port: String, queues: u16 },
     #[error("EAL could not create the devices {0}: a vdev driver name is unknown (DPDK's are net_tap, net_null, net_pcap, net_ring, net_memif, ...; `ls /usr/lib/*/dpdk/pmds-*/librte_net_*` lists the installed ones) or a PCI device cannot be used")]
     UnknownDevice(String),
+    #[error("live counters made for a different run: this one has {workers} workers and {ports} ports")]
+    LiveShape { workers: usize, ports: usize },
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
 }
@@ -386,14 +388,148 @@ impl Forwarder {
     pub fn run<F: PacketFilter + Send>(&self, filters: Vec<F>, limits: &RunLimits, stop: &AtomicBool) -> Result<RunReport, WorkerError> {
         run_workers(&self.eal, &self.ports, self.drop_sink.as_ref(), filters, &self.worker, limits, stop)
     }
+
+    /// Counters for `run_live`: one block per worker, one per forwarding port.
+    pub fn live_stats(&self) -> LiveStats {
+        LiveStats::new(self.workers(), self.ports.iter().map(|p| p.name().to_owned()).collect())
+    }
+
+    /// `run`, publishing counters into `live` (from `live_stats`) while it runs.
+    pub fn run_live<F: PacketFilter + Send>(
+        &self,
+        filters: Vec<F>,
+        limits: &RunLimits,
+        stop: &AtomicBool,
+        live: &LiveStats,
+    ) -> Result<RunReport, WorkerError> {
+        run_workers_live(&self.eal, &self.ports, self.drop_sink.as_ref(), filters, &self.worker, limits, stop, live)
+    }
 }
 
-/// Per-worker counters the main lcore reads while workers run (relaxed; one cache
-/// line each so workers never share one).
+/// Per-worker counters the control plane reads while workers run: written by their
+/// worker once per round that moved packets (relaxed stores of its own totals, never
+/// per packet), one cache line each so workers never share one.
 #[repr(align(64))]
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct LiveCounters {
     rx: AtomicU64,
+    tx: AtomicU64,
+    dropped: AtomicU64,
+    busy_cycles: AtomicU64,
+}
+
+/// One port's PMD counters, refreshed by the main lcore while the workers run.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct LivePort {
+    rx_packets: AtomicU64,
+    tx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_bytes: AtomicU64,
+    rx_missed: AtomicU64,
+    rx_errors: AtomicU64,
+    tx_errors: AtomicU64,
+    rx_nombuf: AtomicU64,
+}
+
+/// A worker's live counters as read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerLive {
+    pub worker: usize,
+    pub lcore: u32,
+    pub rx: u64,
+    /// Frames the PMDs accepted for transmission.
+    pub tx: u64,
+    /// Frames the filter refused, bridge mode did not forward, or the PMD would not send.
+    pub dropped: u64,
+    /// TSC cycles spent in rounds that moved packets.
+    pub busy_cycles: u64,
+}
+
+/// The counters of a running `run_workers_live`, readable from any thread at any time
+/// without disturbing the workers: per-worker totals published by each worker, and
+/// per-port PMD counters (`rte_eth_stats`) sampled by the main lcore every
+/// `PORT_STATS_EVERY`. Create it before the run with the ports' names.
+#[derive(Debug)]
+pub struct LiveStats {
+    workers: Box<[LiveCounters]>,
+    lcores: Box<[AtomicU64]>,
+    port_names: Vec<String>,
+    ports: Box<[LivePort]>,
+    tsc_hz: AtomicU64,
+}
+
+/// How often the main lcore copies the ports' PMD counters into `LiveStats`.
+pub const PORT_STATS_EVERY: Duration = Duration::from_millis(100);
+
+impl LiveStats {
+    pub fn new(workers: usize, port_names: Vec<String>) -> LiveStats {
+        LiveStats {
+            workers: (0..workers).map(|_| LiveCounters::default()).collect(),
+            lcores: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ports: port_names.iter().map(|_| LivePort::default()).collect(),
+            port_names,
+            tsc_hz: AtomicU64::new(0),
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerLive> {
+        self.workers
+            .iter()
+            .zip(self.lcores.iter())
+            .enumerate()
+            .map(|(worker, (c, lcore))| WorkerLive {
+                worker,
+                lcore: lcore.load(Ordering::Relaxed) as u32,
+                rx: c.rx.load(Ordering::Relaxed),
+                tx: c.tx.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+                busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Each port's name and its PMD counters as last sampled.
+    pub fn ports(&self) -> Vec<(String, PortStats)> {
+        self.port_names
+            .iter()
+            .zip(self.ports.iter())
+            .map(|(name, p)| {
+                let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let stats = PortStats {
+                    rx_packets: l(&p.rx_packets),
+                    tx_packets: l(&p.tx_packets),
+                    rx_bytes: l(&p.rx_bytes),
+                    tx_bytes: l(&p.tx_bytes),
+                    rx_missed: l(&p.rx_missed),
+                    rx_errors: l(&p.rx_errors),
+                    tx_errors: l(&p.tx_errors),
+                    rx_nombuf: l(&p.rx_nombuf),
+                };
+                (name.clone(), stats)
+            })
+            .collect()
+    }
+
+    /// The TSC rate the workers' cycle counts are in (0 before the run starts).
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz.load(Ordering::Relaxed)
+    }
+
+    fn sample_ports(&self, ports: &[Port]) {
+        for (p, live) in ports.iter().zip(self.ports.iter()) {
+            let s = p.stats();
+            let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+            st(&live.rx_packets, s.rx_packets);
+            st(&live.tx_packets, s.tx_packets);
+            st(&live.rx_bytes, s.rx_bytes);
+            st(&live.tx_bytes, s.tx_bytes);
+            st(&live.rx_missed, s.rx_missed);
+            st(&live.rx_errors, s.rx_errors);
+            st(&live.tx_errors, s.tx_errors);
+            st(&live.rx_nombuf, s.rx_nombuf);
+        }
+    }
 }
 
 /// Runs one worker per filter on EAL's worker lcores (worker `w` on queue pair `w` of
@@ -408,7 +544,28 @@ pub fn run_workers<F: PacketFilter + Send>(
     limits: &RunLimits,
     stop: &AtomicBool,
 ) -> Result<RunReport, WorkerError> {
+    let names = ports.iter().map(|p| p.name().to_owned()).collect();
+    let live = LiveStats::new(filters.len(), names);
+    run_workers_live(eal, ports, drop_sink, filters, cfg, limits, stop, &live)
+}
+
+/// `run_workers`, publishing counters into `live` while it runs (`live` must have been
+/// made for `filters.len()` workers and these `ports`, in order).
+#[allow(clippy::too_many_arguments)]
+pub fn run_workers_live<F: PacketFilter + Send>(
+    eal: &Eal,
+    ports: &[Port],
+    drop_sink: Option<&Port>,
+    filters: Vec<F>,
+    cfg: &WorkerConfig,
+    limits: &RunLimits,
+    stop: &AtomicBool,
+    live_stats: &LiveStats,
+) -> Result<RunReport, WorkerError> {
     let workers = filters.len();
+    if live_stats.workers.len() != workers || live_stats.ports.len() != ports.len() {
+        return Err(WorkerError::LiveShape { workers, ports: ports.len() });
+    }
     if workers == 0 || workers > eal.worker_lcores().len() {
         return Err(WorkerError::NoWorkers);
     }
@@ -423,8 +580,12 @@ pub fn run_workers<F: PacketFilter + Send>(
         _ => {}
     }
     let halt = AtomicBool::new(false);
-    let live: Vec<LiveCounters> = (0..workers).map(|_| LiveCounters::default()).collect();
+    let live = &live_stats.workers;
+    for (cell, &lcore) in live_stats.lcores.iter().zip(eal.worker_lcores()) {
+        cell.store(lcore as u64, Ordering::Relaxed);
+    }
     let tsc_hz = eal.tsc_hz();
+    live_stats.tsc_hz.store(tsc_hz, Ordering::Relaxed);
     let jobs: Vec<Box<dyn FnOnce() -> Result<WorkerTotals, DpdkError> + Send + '_>> = filters
         .into_iter()
         .enumerate()
@@ -436,12 +597,13 @@ pub fn run_workers<F: PacketFilter + Send>(
         .collect();
     let monitor = || {
         let started = Instant::now();
-        let reason = watch(stop, limits, &live, started);
+        let reason = watch(stop, limits, live_stats, ports, started);
         halt.store(true, Ordering::Relaxed);
         (reason, started.elapsed().as_secs_f64())
     };
     let (results, (stop_reason, seconds)) = eal.run_on_workers(jobs, monitor)?;
     let totals = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    live_stats.sample_ports(ports);
 
     let mut port_reports: Vec<PortReport> = ports
         .iter()
@@ -490,15 +652,21 @@ pub fn run_workers<F: PacketFilter + Send>(
 }
 
 /// The main lcore's watch: returns when a stop condition holds.
-fn watch(stop: &AtomicBool, limits: &RunLimits, live: &[LiveCounters], started: Instant) -> StopReason {
+fn watch(stop: &AtomicBool, limits: &RunLimits, live_stats: &LiveStats, ports: &[Port], started: Instant) -> StopReason {
     const TICK: Duration = Duration::from_millis(5);
+    let live = &live_stats.workers;
     let mut last_rx = 0u64;
     let mut last_change = started;
+    let mut last_port_sample: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return StopReason::Requested;
         }
         let now = Instant::now();
+        if last_port_sample.is_none_or(|t| now.duration_since(t) >= PORT_STATS_EVERY) {
+            live_stats.sample_ports(ports);
+            last_port_sample = Some(now);
+        }
         if let Some(d) = limits.duration {
             if now.duration_since(started) >= d {
                 return StopReason::Duration;
@@ -668,7 +836,7 @@ fn worker_loop<F: PacketFilter>(
         if got != 0 {
             rx_total += got as u64;
             busy += round_end.wrapping_sub(round_start);
-            live.rx.store(rx_total, Ordering::Relaxed);
+            publish_live(live, rx_total, &tx, sink_tx.as_ref(), busy, &filtered, &l2_dropped);
             idle_rounds = 0;
             if let Some(b) = &cfg.backoff {
                 sleep = b.min_sleep;
@@ -694,7 +862,7 @@ fn worker_loop<F: PacketFilter>(
     if let Some(s) = sink_tx.as_mut() {
         s.flush();
     }
-    live.rx.store(rx_total, Ordering::Relaxed);
+    publish_live(live, rx_total, &tx, sink_tx.as_ref(), busy, &filtered, &l2_dropped);
     let total_cycles = dpdk::rdtsc().wrapping_sub(start);
     Ok(WorkerTotals {
         rx: rx_total,
@@ -708,6 +876,26 @@ fn worker_loop<F: PacketFilter>(
         busy_cycles: busy,
         total_cycles,
     })
+}
+
+/// Copies a worker's running totals into its live block (once per busy round).
+#[inline]
+fn publish_live(
+    live: &LiveCounters,
+    rx: u64,
+    tx: &[TxBuffer<'_>],
+    sink: Option<&TxBuffer<'_>>,
+    busy: u64,
+    filtered: &[u64],
+    l2_dropped: &[u64],
+) {
+    let sent: u64 = tx.iter().map(|b| b.sent).sum::<u64>() + sink.map_or(0, |s| s.sent);
+    let unsent: u64 = tx.iter().map(|b| b.unsent).sum::<u64>() + sink.map_or(0, |s| s.unsent);
+    let dropped = filtered.iter().sum::<u64>() + l2_dropped.iter().sum::<u64>() + unsent;
+    live.rx.store(rx, Ordering::Relaxed);
+    live.tx.store(sent, Ordering::Relaxed);
+    live.dropped.store(dropped, Ordering::Relaxed);
+    live.busy_cycles.store(busy, Ordering::Relaxed);
 }
 
 #[inline]
