@@ -56,6 +56,9 @@ fn bundled_cluster() -> Result<Cluster> {
 /// The snapshot handle the pipelines read, and what keeps it current.
 pub struct PolicyRuntime {
     pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// The cluster the snapshot in force was compiled from (pod names for `palisade
+    /// flows`, CN2 tables for `palisade rules`).
+    pub cluster: Arc<ArcSwap<Cluster>>,
     pub metrics: PolicyMetrics,
     _watcher: Option<PolicyWatcher>,
 }
@@ -65,31 +68,41 @@ pub struct PolicyRuntime {
 pub fn start(source: &Source) -> Result<PolicyRuntime> {
     let metrics = PolicyMetrics::default();
     let started = std::time::Instant::now();
-    let (first, watch) = match source {
-        Source::None => (Snapshot::empty(1), None),
+    let (first, watch, cluster) = match source {
+        Source::None => (Snapshot::empty(1), None, Cluster::default()),
         Source::Bundled => {
             let cluster = bundled_cluster()?;
-            (compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).context("bundled example policies")?, None)
+            (compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).context("bundled example policies")?, None, cluster)
         }
         Source::Dir(dir) => {
             // compile_cluster validates; loading alone here keeps validation to one pass.
             let cluster = control::load::load_dir(dir).with_context(|| format!("--manifests {}", dir.display()))?;
             let snap = compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).with_context(|| format!("--manifests {}", dir.display()))?;
-            (snap, Some(PolicySource::Dir(dir.clone())))
+            (snap, Some(PolicySource::Dir(dir.clone())), cluster)
         }
-        Source::StdinStream => (Snapshot::empty(1), Some(PolicySource::Stream(Box::new(std::io::stdin())))),
+        Source::StdinStream => (Snapshot::empty(1), Some(PolicySource::Stream(Box::new(std::io::stdin()))), Cluster::default()),
     };
+    let cluster = Arc::new(ArcSwap::from_pointee(cluster));
     metrics.generation.set(1);
     metrics.compile_seconds.set(started.elapsed().as_secs_f64());
     let snapshots = Arc::new(ArcSwap::from_pointee(first));
     let watcher = match watch {
         None => None,
-        Some(src) => Some(
-            PolicyWatcher::start(src, snapshots.clone(), 1, Box::new(compile_cluster), metrics.clone(), DEFAULT_DEBOUNCE)
-                .context("starting the policy watcher")?,
-        ),
+        Some(src) => {
+            let in_force = cluster.clone();
+            // Keeps the accepted cluster beside its snapshot (a clone per accepted change).
+            let compile = move |c: &Cluster, generation| {
+                let snap = compile_cluster(c, generation)?;
+                in_force.store(Arc::new(c.clone()));
+                Ok(snap)
+            };
+            Some(
+                PolicyWatcher::start(src, snapshots.clone(), 1, Box::new(compile), metrics.clone(), DEFAULT_DEBOUNCE)
+                    .context("starting the policy watcher")?,
+            )
+        }
     };
-    Ok(PolicyRuntime { snapshots, metrics, _watcher: watcher })
+    Ok(PolicyRuntime { snapshots, cluster, metrics, _watcher: watcher })
 }
 
 #[cfg(test)]
