@@ -104,7 +104,7 @@ if [ -z "$PALISADE" ]; then
         # Build as the user who ran sudo, so target/ does not become root's.
         builder=()
         cargo="$(command -v cargo || true)"
-        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && command -v sudo >/dev/null; then
             builder=(sudo -u "$SUDO_USER" -H)
             home="$(getent passwd "$SUDO_USER" | cut -d: -f6)"
             [ -x "$home/.cargo/bin/cargo" ] && cargo="$home/.cargo/bin/cargo"
