@@ -358,26 +358,47 @@ done
 echo
 
 # ---- the flow table and the metrics, as the vRouter's flow -l shows D(FwPolicy) -------
-# After policy2, dbserver-dev's attempt to open client1-dev:80 is a denied flow.
+# One more denied attempt, dbserver-dev → client1-dev:80, read from palisade's flow
+# table while curl still waits for an answer (so no ageing can have removed it).
 DENIED_SRC="${IP[dbserver-dev]}" DENIED_DST="${IP[client1-dev]}"
+TIMED_OUT=0
+for phase in "${PHASES[@]}"; do
+    for key in "${!OBS[@]}"; do
+        [ "${key%%,*}" = "$phase" ] && [ "${OBS[$key]}" = timeout ] && TIMED_OUT=$((TIMED_OUT + 1))
+    done
+done
 if "$PALISADE" flows --help >/dev/null 2>&1; then
-    FLOWS="$(ip netns exec "$FW" "$PALISADE" flows --control-socket "$SOCKET" --action drop 2>&1)" ||
-        { echo "$FLOWS" >&2; echo "✗ MISMATCH: palisade flows failed" >&2; FAIL=$((FAIL + 1)); }
-    echo "palisade flows --action drop (dbserver-dev → client1-dev):"
-    if grep -F "$DENIED_SRC" <<<"$FLOWS" | grep -F "$DENIED_DST" | grep -q "D(FwPolicy)"; then
-        grep -F -B1 -A1 "$DENIED_SRC" <<<"$FLOWS" | grep -F -B1 -A1 "$DENIED_DST" | head -n 6 | sed 's/^/  /'
+    probe dbserver-dev client1-dev >"$WORK/probes/last" &
+    last_probe=$!
+    sleep 0.5
+    FLOWS="$(ip netns exec "$FW" "$PALISADE" flows --control-socket "$SOCKET" --action drop --pod dev/dbserver-dev 2>&1)" ||
+        { echo "$FLOWS" >&2; echo "✗ MISMATCH: palisade flows failed" >&2; FAIL=$((FAIL + 1)); FLOWS=; }
+    wait "$last_probe"
+    [ "$(cat "$WORK/probes/last")" = timeout ] ||
+        { echo "✗ MISMATCH: dbserver-dev → client1-dev:80 observed $(cat "$WORK/probes/last"), expected timeout"; FAIL=$((FAIL + 1)); }
+    # A row "<index> TCP <src>:<port> (dev/dbserver-dev) <dst>:80 (dev/client1-dev) D(FwPolicy) ..."
+    # followed by its detail line "worker .. gen .. rule <name>".
+    ROW="$(awk -v s="$DENIED_SRC:" -v d="$DENIED_DST:80 " \
+        'index($0, s) && index($0, d) && /D\(FwPolicy\)/ { print; getline; print; exit }' <<<"$FLOWS")"
+    echo "palisade flows --control-socket $SOCKET --action drop --pod dev/dbserver-dev:"
+    if [ -n "$ROW" ] && grep -q " rule [^ ]" <<<"$ROW"; then
+        head -n 2 <<<"$FLOWS" | sed 's/^/  /'
+        sed 's/^/  /' <<<"$ROW"
+        echo "  ($(grep -c "D(FwPolicy)" <<<"$FLOWS") dropped flow(s) of dbserver-dev in the table)"
     else
-        echo "$FLOWS" | head -n 20 | sed 's/^/  /'
-        echo "✗ MISMATCH: no D(FwPolicy) flow $DENIED_SRC → $DENIED_DST:80 in palisade flows --action drop"
+        sed 's/^/  /' <<<"$FLOWS" | head -n 20
+        echo "✗ MISMATCH: no D(FwPolicy) flow $DENIED_SRC → $DENIED_DST:80 with its deciding rule in palisade flows"
         FAIL=$((FAIL + 1))
     fi
+    # Every timed-out probe had at least one SYN dropped by policy.
     METRICS_TEXT="$(ip netns exec "$FW" curl -s --max-time 3 "http://$METRICS/metrics" || true)"
     POLICY_DROPS="$(awk '$1 == "palisade_drops_total{reason=\"policy\"}" { print $2 }' <<<"$METRICS_TEXT")"
-    if [ "${POLICY_DROPS:-0}" -gt 0 ] 2>/dev/null; then
-        echo "metrics: palisade_drops_total{reason=\"policy\"} = $POLICY_DROPS"
+    echo "ip netns exec $FW curl http://$METRICS/metrics:"
+    if [ "${POLICY_DROPS:-0}" -gt "$TIMED_OUT" ] 2>/dev/null; then
+        echo "  palisade_drops_total{reason=\"policy\"} $POLICY_DROPS (≥ 1 per timed-out probe: $((TIMED_OUT + 1)))"
         grep '^palisade_policy_drops_total' <<<"$METRICS_TEXT" | sed 's/^/  /' || true
     else
-        echo "✗ MISMATCH: http://$METRICS/metrics counts no policy drops (palisade_drops_total{reason=\"policy\"} = ${POLICY_DROPS:-absent})"
+        echo "✗ MISMATCH: palisade_drops_total{reason=\"policy\"} is ${POLICY_DROPS:-absent}, expected at least $((TIMED_OUT + 1)) (one per timed-out probe)"
         FAIL=$((FAIL + 1))
     fi
 else
