@@ -202,8 +202,12 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn new<S: SampleSource>(source: Arc<S>) -> Self {
+        Self::with_policy(source, PolicyMetrics::default())
+    }
+
+    /// Exports `policy`, the metrics the snapshot publisher updates (clones share values).
+    pub fn with_policy<S: SampleSource>(source: Arc<S>, policy: PolicyMetrics) -> Self {
         let mut registry = Registry::default();
-        let policy = PolicyMetrics::default();
         registry.register("palisade_snapshot_generation", "Generation of the snapshot in force", policy.generation.clone());
         registry.register_with_unit(
             "palisade_snapshot_compile",

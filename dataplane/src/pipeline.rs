@@ -700,6 +700,16 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
     }
 }
 
+/// A connected pipeline publishes its final counters when its worker drops it, so the
+/// control side reads exact totals after a run.
+impl<S: Classifier> Drop for Pipeline<S> {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            link.shared.publish(&self.counters, self.flows.len(), self.flows.capacity(), self.generation);
+        }
+    }
+}
+
 /// Lend a pipeline to a worker run and keep it: `palisade replay` reads the counters and
 /// flows after the run returns.
 impl<S: Classifier> PacketFilter for &mut Pipeline<S> {

@@ -1,20 +1,33 @@
-//! `palisade rules --manifests DIR`: how CN2 (Contrail) would express the directory's
-//! NetworkPolicies: tags, address groups, firewall rules and firewall policies, as
-//! text tables in the layout of the CN2 documentation.
+//! `palisade rules`: how CN2 (Contrail) would express the NetworkPolicies as text
+//! tables in the layout of the CN2 documentation: tags, address groups, firewall rules
+//! and firewall policies. With `--manifests DIR`, offline from that directory; without
+//! it, the snapshot in force in a running appliance, over its control socket.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use control::socket::{Request, Response, DEFAULT_SOCKET};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Manifest directory (or file): Namespaces, Pods, Nodes, NetworkPolicies.
+    /// Without it: the live snapshot of `palisade run`.
     #[arg(long, value_name = "DIR")]
-    pub manifests: PathBuf,
+    pub manifests: Option<PathBuf>,
+    /// The control socket of `palisade run` (without --manifests).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let cluster = control::validate::load_valid(&args.manifests)
-        .with_context(|| format!("loading {}", args.manifests.display()))?;
+    let Some(manifests) = &args.manifests else {
+        let Response::Rules { text } = super::live::ask(&args.control_socket, &Request::Rules)? else {
+            bail!("unexpected answer from {}", args.control_socket.display());
+        };
+        print!("{text}");
+        return Ok(());
+    };
+    let cluster =
+        control::validate::load_valid(manifests).with_context(|| format!("loading {}", manifests.display()))?;
     let tables = control::cn2::tables(&cluster);
     print!("{}", control::render::rules::rules_text(&tables));
     Ok(())

@@ -10,14 +10,22 @@
 //! can mirror the flags one for one.
 
 use anyhow::{bail, Context, Result};
+use control::socket::DEFAULT_SOCKET;
+use control::telemetry::DEFAULT_METRICS_ADDR;
 use dataplane::dpdk::{devspec, host, signal};
 use super::policy;
 use dataplane::filter::ForwardAll;
 use dataplane::pipeline::{Pipeline, PipelineConfig, TcpMode};
 use dataplane::snapshot::Snapshot;
-use dataplane::worker::{Backoff, Forwarder, ForwarderConfig, Mode, RunLimits, RunReport, StopReason, WorkerConfig};
+use dataplane::pipeline::live::{control_link, flow_event_channel};
+use dataplane::worker::{Backoff, Forwarder, ForwarderConfig, LiveStats, Mode, RunLimits, RunReport, StopReason, WorkerConfig};
+use super::live::{spawn_flow_log_writer, Collector, Live};
+use control::flowlog::{self, FlowLog};
+use control::socket::ControlServer;
+use control::telemetry::{MetricsServer, Telemetry};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The two ports of software mode.
@@ -102,6 +110,39 @@ pub struct Args {
     /// Tx descriptors per queue.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub tx_desc: u16,
+
+    /// Prometheus metrics endpoint (HTTP GET /metrics), or `off`. Localhost unless you
+    /// give another address.
+    #[arg(long, value_name = "ADDR|off", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: String,
+
+    /// The control socket `palisade flows`, `stats` and `rules` talk to (mode 0600; its
+    /// directory is created).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+
+    /// Flow log: one JSON line per flow that ends or ages out, to FILE (rotated by
+    /// size) or `-` (standard output). Off by default.
+    #[arg(long, value_name = "FILE|-")]
+    pub flow_log: Option<String>,
+
+    /// Rotate the flow log file when it would grow past this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 100 << 20)]
+    pub flow_log_max_bytes: u64,
+
+    /// Rotated flow log files to keep (FILE.1 … FILE.N).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub flow_log_keep: u32,
+
+    /// Also log each denied first packet (needs --flow-log).
+    #[arg(long)]
+    pub log_denied: bool,
+
+    /// A TOML file with any of these flags as keys (kebab-case, e.g. `metrics-addr`,
+    /// `ports = [...]`); flags given on the command line override it.
+    #[arg(long, value_name = "FILE.toml")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -141,6 +182,13 @@ impl Default for Args {
             mac_age_secs: 300,
             rx_desc: 1024,
             tx_desc: 1024,
+            metrics_addr: DEFAULT_METRICS_ADDR.to_owned(),
+            control_socket: PathBuf::from(DEFAULT_SOCKET),
+            flow_log: None,
+            flow_log_max_bytes: 100 << 20,
+            flow_log_keep: 5,
+            log_denied: false,
+            config: None,
         }
     }
 }
@@ -218,15 +266,189 @@ impl Args {
     }
 }
 
+/// Bounded queue of flow events between the workers and the flow-log writer.
+const FLOW_LOG_QUEUE: usize = 1 << 16;
+
+impl Args {
+    /// `--metrics-addr`, checked: `None` when `off`.
+    pub fn metrics_addr(&self) -> Result<Option<String>> {
+        match self.metrics_addr.as_str() {
+            "off" => Ok(None),
+            a if a.parse::<std::net::SocketAddr>().is_ok() => Ok(Some(a.to_owned())),
+            a => bail!("--metrics-addr {a}: give an address and port such as {DEFAULT_METRICS_ADDR} or [::1]:9469, or `off`"),
+        }
+    }
+
+    /// `--flow-log` and its rotation flags, checked.
+    pub fn flow_log_target(&self) -> Result<Option<flowlog::Target>> {
+        if self.log_denied && self.flow_log.is_none() {
+            bail!("--log-denied writes to the flow log: give --flow-log FILE (or - for standard output) too");
+        }
+        if self.flow_log_max_bytes == 0 {
+            bail!("--flow-log-max-bytes 0: give the size in bytes a flow log file may reach before it is rotated");
+        }
+        Ok(match self.flow_log.as_deref() {
+            None => None,
+            Some("-") => Some(flowlog::Target::Stdout),
+            Some("") => bail!("--flow-log: give a file name, or - for standard output"),
+            Some(path) => Some(flowlog::Target::File {
+                path: PathBuf::from(path),
+                max_bytes: self.flow_log_max_bytes,
+                keep: self.flow_log_keep,
+            }),
+        })
+    }
+
+    /// These flags merged over the `--config` file: a flag given on the command line
+    /// (`explicit`, clap arg ids) wins; everything else comes from the file, then
+    /// the defaults. Errors name the file and the key.
+    pub fn merge_config(self, explicit: &[String]) -> Result<Args> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("--config {}", path.display()))?;
+        merge_config_text(self, &path, &text, explicit)
+    }
+}
+
+/// `Args::merge_config` over the file's text.
+pub fn merge_config_text(cli: Args, path: &std::path::Path, text: &str, explicit: &[String]) -> Result<Args> {
+    let bad = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "config file {}: {}\nvalid keys are the `palisade run` flags without dashes in front: {}",
+            path.display(),
+            e.to_string().trim_end(),
+            config_keys().join(", ")
+        )
+    };
+    // The file alone first: unknown keys and wrong types are reported with their line.
+    toml::from_str::<Args>(text).map_err(|e| bad(&e))?;
+    let mut table: toml::Table = text.parse().map_err(|e| bad(&e))?;
+    let cli_table = toml::Table::try_from(&cli).context("encoding the command-line flags")?;
+    for id in explicit {
+        let key = id.replace('_', "-");
+        if key == "config" {
+            continue;
+        }
+        match cli_table.get(&key) {
+            Some(v) => table.insert(key, v.clone()),
+            None => table.remove(&key),
+        };
+    }
+    let mut merged: Args = table.try_into().map_err(|e: toml::de::Error| bad(&e))?;
+    merged.config = cli.config;
+    Ok(merged)
+}
+
+/// Every key a config file may hold.
+pub fn config_keys() -> Vec<String> {
+    let table = toml::Table::try_from(Args { workers: Some(String::new()), memory_mb: Some(0), duration: Some(1.0), stats_json: Some(PathBuf::new()), manifests: Some(PathBuf::new()), flow_log: Some(String::new()), ..Args::default() })
+        .unwrap_or_default();
+    let mut keys: Vec<String> = table.keys().cloned().collect();
+    keys.push("watch-stream".into());
+    keys.sort();
+    keys
+}
+
+/// Whether this process may run DPDK: root, or CAP_NET_ADMIN (with the memory
+/// capabilities DPDK needs alongside). Read from /proc/self/status; no unsafe.
+fn check_privileges(no_huge: bool) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
+    let euid: Option<u32> = field("Uid:").and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()));
+    let cap_eff = field("CapEff:").and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0);
+    privilege_problem(euid.unwrap_or(0), cap_eff, no_huge).map_or(Ok(()), |m| Err(anyhow::anyhow!(m)))
+}
+
+/// What is missing to run, if anything (`cap_eff`: the effective capability mask).
+pub fn privilege_problem(euid: u32, cap_eff: u64, no_huge: bool) -> Option<String> {
+    const CAP_NET_ADMIN: u64 = 1 << 12;
+    if euid == 0 || cap_eff & CAP_NET_ADMIN != 0 {
+        return None;
+    }
+    let memory = if no_huge {
+        String::new()
+    } else {
+        " It also needs free hugepages (reserve them with hugepage-setup) or --no-huge.".to_owned()
+    };
+    Some(format!(
+        "palisade run must run as root or with CAP_NET_ADMIN (DPDK takes over network devices and \
+         locks memory); this process runs as uid {euid} without it. Run it with sudo, or as the \
+         systemd unit in deploy/.{memory}"
+    ))
+}
+
 pub fn main(args: Args) -> Result<()> {
+    check_privileges(args.no_huge)?;
     let cfg = args.forwarder_config()?;
     cfg.validate()?;
     if let Some(v) = args.watch_stream.as_deref().filter(|v| *v != "-") {
         bail!("--watch-stream {v}: only \"-\" (standard input) is supported; pipe kubectl's --watch --output-watch-events -o json into palisade");
     }
+    let metrics_addr = args.metrics_addr()?;
+    let flow_log_target = args.flow_log_target()?;
     let source = args.policy_source();
+    let enforcing = source != policy::Source::None;
+    if flow_log_target.is_some() && !enforcing {
+        tracing::warn!("--flow-log: no policy source, so no flows are tracked and the flow log stays empty");
+    }
     let policy = policy::start(&source)?;
     let stop = signal::stop_on_signals();
+
+    // The live side starts before EAL, so a taken address fails fast.
+    let port_names: Vec<String> = cfg.ports.iter().map(|d| d.port_name().to_owned()).collect();
+    let live_stats = Arc::new(LiveStats::new(cfg.workers.len(), port_names));
+    let (flow_tx, flow_rx) = match &flow_log_target {
+        Some(_) if enforcing => {
+            let (tx, rx) = flow_event_channel(FLOW_LOG_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let (links, handles): (Vec<_>, Vec<_>) = if enforcing {
+        (0..cfg.workers.len()).map(|_| control_link::<Snapshot>(flow_tx.clone(), args.log_denied)).unzip()
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    drop(flow_tx);
+    let live = Arc::new(Live::new(live_stats.clone(), handles, policy.snapshots.clone(), policy.cluster.clone(), policy.metrics.clone()));
+    let _metrics = match &metrics_addr {
+        None => None,
+        Some(addr) => {
+            let telemetry = Arc::new(Telemetry::with_policy(live.clone(), policy.metrics.clone()));
+            match MetricsServer::start(addr, telemetry) {
+                Ok(m) => {
+                    tracing::info!(addr = %m.local_addr(), "metrics at http://{}/metrics", m.local_addr());
+                    Some(m)
+                }
+                // The default address may be taken by another palisade: carry on without.
+                Err(e) if args.metrics_addr == DEFAULT_METRICS_ADDR => {
+                    tracing::warn!("{e}; running without metrics (choose another --metrics-addr)");
+                    None
+                }
+                Err(e) => return Err(e).context("--metrics-addr"),
+            }
+        }
+    };
+    let handler_live = live.clone();
+    let handler: control::socket::Handler = Arc::new(move |req| handler_live.handle(req));
+    let _control = match ControlServer::start(&args.control_socket, handler) {
+        Ok(c) => Some(c),
+        Err(e) if args.control_socket == std::path::Path::new(DEFAULT_SOCKET) => {
+            tracing::warn!("{e}; running without a control socket (choose another --control-socket)");
+            None
+        }
+        Err(e) => return Err(e).context("--control-socket"),
+    };
+    let collector = Collector::start(live.clone()).context("starting the counter collector")?;
+    let writer = match (flow_rx, flow_log_target) {
+        (Some(rx), Some(target)) => {
+            let log = FlowLog::open(target).context("--flow-log")?;
+            Some(spawn_flow_log_writer(live.clone(), rx, log).context("starting the flow log writer")?)
+        }
+        _ => None,
+    };
+
     let fwd = Forwarder::start(&cfg)?;
     for p in fwd.ports() {
         tracing::info!(port = p.name(), id = p.id(), driver = p.driver(), rss = ?p.rss(), queues = p.queues(), "port up");
@@ -237,8 +459,8 @@ pub fn main(args: Args) -> Result<()> {
         "forwarding; SIGINT or SIGTERM stops"
     );
     let limits = RunLimits { duration: args.duration.map(Duration::from_secs_f64), stop_after_idle: None };
-    let report = if source == policy::Source::None {
-        fwd.run(vec![ForwardAll; fwd.workers()], &limits, stop)?
+    let report = if !enforcing {
+        fwd.run_live(vec![ForwardAll; fwd.workers()], &limits, stop, &live_stats)?
     } else {
         let pipeline_cfg = PipelineConfig {
             flow_capacity: args.flow_capacity,
@@ -246,12 +468,23 @@ pub fn main(args: Args) -> Result<()> {
             ticks_per_second: fwd.eal().tsc_hz(),
             ..PipelineConfig::default()
         };
-        let pipelines: Vec<Pipeline<Snapshot>> =
-            (0..fwd.workers()).map(|_| Pipeline::new(policy.snapshots.clone(), &pipeline_cfg)).collect();
-        fwd.run(pipelines, &limits, stop)?
+        let pipelines: Vec<Pipeline<Snapshot>> = links
+            .into_iter()
+            .map(|link| {
+                let mut p = Pipeline::new(policy.snapshots.clone(), &pipeline_cfg);
+                p.connect(link);
+                p
+            })
+            .collect();
+        fwd.run_live(pipelines, &limits, stop, &live_stats)?
     };
+    drop(collector);
+    if let Some(w) = writer {
+        // The pipelines (and with them the event senders) are gone: the writer drains and ends.
+        let _ = w.join();
+    }
     print_report(&report);
-    if source != policy::Source::None {
+    if enforcing {
         println!(
             "policy: generation {} in force, {} update(s) applied, {} rejected",
             policy.metrics.generation.get(),
@@ -260,7 +493,9 @@ pub fn main(args: Args) -> Result<()> {
         );
     }
     if let Some(path) = &args.stats_json {
-        let json = serde_json::to_string_pretty(&report_json(&report, &cfg))?;
+        let mut doc = report_json(&report, &cfg);
+        doc["pipeline"] = live.final_counters_json();
+        let json = serde_json::to_string_pretty(&doc)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing --stats-json {}", path.display()))?;
     }
     Ok(())

@@ -17,7 +17,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+/// The link's channel types, for the control side's end of the flow-event channel.
+pub use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{Counters, FlowRecord};
 use crate::verdict::RuleId;
@@ -134,6 +135,12 @@ impl<S> Clone for PipelineHandle<S> {
     fn clone(&self) -> Self {
         PipelineHandle { shared: Arc::clone(&self.shared), requests: self.requests.clone() }
     }
+}
+
+/// A bounded channel for flow events: give the sender to each `control_link`, drain
+/// the receiver into the flow log.
+pub fn flow_event_channel(capacity: usize) -> (Sender<FlowEvent>, Receiver<FlowEvent>) {
+    crossbeam_channel::bounded(capacity)
 }
 
 /// Requests a worker may have queued before it must answer some (the control side
