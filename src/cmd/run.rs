@@ -313,14 +313,8 @@ impl Args {
 
 /// `Args::merge_config` over the file's text.
 pub fn merge_config_text(cli: Args, path: &std::path::Path, text: &str, explicit: &[String]) -> Result<Args> {
-    let bad = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!(
-            "config file {}: {}\nvalid keys are the `palisade run` flags without dashes in front: {}",
-            path.display(),
-            e.to_string().trim_end(),
-            config_keys().join(", ")
-        )
-    };
+    // toml's messages quote the offending line and, for an unknown key, list the valid ones.
+    let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("config file {}: {}", path.display(), e.to_string().trim_end());
     // The file alone first: unknown keys and wrong types are reported with their line.
     toml::from_str::<Args>(text).map_err(|e| bad(&e))?;
     let mut table: toml::Table = text.parse().map_err(|e| bad(&e))?;
@@ -340,8 +334,9 @@ pub fn merge_config_text(cli: Args, path: &std::path::Path, text: &str, explicit
     Ok(merged)
 }
 
-/// Every key a config file may hold.
-pub fn config_keys() -> Vec<String> {
+/// Every key a config file may hold (what the tests check the file format against).
+#[cfg(test)]
+fn config_keys() -> Vec<String> {
     let table = toml::Table::try_from(Args { workers: Some(String::new()), memory_mb: Some(0), duration: Some(1.0), stats_json: Some(PathBuf::new()), manifests: Some(PathBuf::new()), flow_log: Some(String::new()), ..Args::default() })
         .unwrap_or_default();
     let mut keys: Vec<String> = table.keys().cloned().collect();
@@ -597,6 +592,89 @@ mod tests {
             let e = format!("{:#}", args.forwarder_config().unwrap_err());
             assert!(e.contains(flag), "{e}");
         }
+    }
+
+    fn merge(cli: Args, file: &str, explicit: &[&str]) -> Result<Args> {
+        let cli = Args { config: Some(PathBuf::from("palisade.toml")), ..cli };
+        let explicit: Vec<String> = explicit.iter().map(|s| s.to_string()).collect();
+        merge_config_text(cli, std::path::Path::new("palisade.toml"), file, &explicit)
+    }
+
+    #[test]
+    fn config_file_fills_flags_and_command_line_flags_override_it() {
+        let file = r#"
+ports = ["net_null0", "net_null1"]
+workers = "2"
+metrics-addr = "127.0.0.1:9555"
+control-socket = "/tmp/p.sock"
+flow-log = "/var/log/palisade/flows.log"
+flow-log-keep = 9
+log-denied = true
+"#;
+        // Nothing on the command line: all from the file, the rest defaults.
+        let a = merge(Args::default(), file, &[]).unwrap();
+        assert_eq!(a.ports, ["net_null0", "net_null1"]);
+        assert_eq!(a.workers.as_deref(), Some("2"));
+        assert_eq!(a.metrics_addr, "127.0.0.1:9555");
+        assert_eq!(a.control_socket, PathBuf::from("/tmp/p.sock"));
+        assert_eq!(a.flow_log.as_deref(), Some("/var/log/palisade/flows.log"));
+        assert_eq!((a.flow_log_keep, a.flow_log_max_bytes, a.log_denied), (9, 100 << 20, true));
+        assert_eq!(a.rx_desc, 1024);
+        assert_eq!(a.config, Some(PathBuf::from("palisade.toml")));
+        // Given flags win, lists included; flags left at their defaults do not.
+        let cli = Args { ports: vec!["net_ring0".into(), "net_ring1".into()], metrics_addr: "off".into(), rx_desc: 512, ..Args::default() };
+        let a = merge(cli, file, &["ports", "metrics_addr", "config"]).unwrap();
+        assert_eq!(a.ports, ["net_ring0", "net_ring1"]);
+        assert_eq!(a.metrics_addr, "off");
+        assert_eq!(a.rx_desc, 1024, "rx_desc was not given on the command line");
+        assert_eq!(a.workers.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_key_and_what_is_valid() {
+        let cases: &[(&str, &[&str])] = &[
+            ("prots = []", &["palisade.toml", "prots", "expected one of", "ports", "metrics-addr"]),
+            ("rx-desc = \"many\"", &["palisade.toml", "rx-desc", "u16"]),
+            ("mode = \"star\"", &["palisade.toml", "mode", "wire", "bridge"]),
+            ("metrics-addr = [", &["palisade.toml", "metrics-addr"]),
+            ("config = \"other.toml\"", &["palisade.toml", "config"]),
+        ];
+        for (file, wants) in cases {
+            let e = format!("{:#}", merge(Args::default(), file, &[]).unwrap_err());
+            for want in *wants {
+                assert!(e.contains(want), "{file:?}: missing {want:?} in: {e}");
+            }
+        }
+        let keys = config_keys();
+        for k in ["ports", "mode", "workers", "eal-args", "manifests", "watch-stream", "metrics-addr", "control-socket", "flow-log", "flow-log-max-bytes", "flow-log-keep", "log-denied"] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x == "config"));
+    }
+
+    #[test]
+    fn live_flags_are_checked() {
+        assert_eq!(Args::default().metrics_addr().unwrap().as_deref(), Some(DEFAULT_METRICS_ADDR));
+        assert_eq!(Args { metrics_addr: "off".into(), ..Args::default() }.metrics_addr().unwrap(), None);
+        let e = Args { metrics_addr: "localhost".into(), ..Args::default() }.metrics_addr().unwrap_err().to_string();
+        assert!(e.contains("--metrics-addr localhost") && e.contains("off"), "{e}");
+        let e = Args { log_denied: true, ..Args::default() }.flow_log_target().unwrap_err().to_string();
+        assert!(e.contains("--log-denied") && e.contains("--flow-log"), "{e}");
+        assert_eq!(Args { flow_log: Some("-".into()), ..Args::default() }.flow_log_target().unwrap(), Some(flowlog::Target::Stdout));
+        assert_eq!(
+            Args { flow_log: Some("/tmp/f".into()), flow_log_keep: 2, ..Args::default() }.flow_log_target().unwrap(),
+            Some(flowlog::Target::File { path: "/tmp/f".into(), max_bytes: 100 << 20, keep: 2 })
+        );
+    }
+
+    #[test]
+    fn non_root_without_cap_net_admin_is_told_what_is_missing() {
+        assert_eq!(privilege_problem(0, 0, false), None);
+        assert_eq!(privilege_problem(1000, 1 << 12, false), None);
+        let e = privilege_problem(1000, 0, false).unwrap();
+        assert!(e.contains("root or with CAP_NET_ADMIN") && e.contains("uid 1000") && e.contains("hugepages") && e.contains("--no-huge"), "{e}");
+        let e = privilege_problem(1000, 0, true).unwrap();
+        assert!(!e.contains("hugepages"), "{e}");
     }
 
     #[test]
