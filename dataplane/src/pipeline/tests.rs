@@ -526,3 +526,95 @@ fn admit_burst_sees_flows_opened_earlier_in_the_burst() {
     let c = h.counters();
     assert_eq!((c.rx, c.forwarded, c.flow_inserts), (8, 8, 1));
 }
+
+/// A connected harness: the control side's handle and the flow-event receiver.
+fn connected(log_denied: bool, log_capacity: usize) -> (Harness, live::PipelineHandle<Rules>, live::Receiver<live::FlowEvent>) {
+    let mut h = Harness::new();
+    let (tx, rx) = live::flow_event_channel(log_capacity);
+    let (link, handle) = live::control_link(Some(tx), log_denied);
+    h.pipeline.connect(link);
+    (h, handle, rx)
+}
+
+/// Sends a dump request and lets the pipeline answer it as its worker would, between bursts.
+fn dump(h: &mut Harness, handle: &live::PipelineHandle<Rules>, flows: bool) -> live::Dump<Rules> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    handle.requests.try_send(live::DumpRequest { flows, reply }).unwrap();
+    assert!(answer.try_recv().is_err(), "answered before an upkeep point");
+    h.pipeline.idle(h.now);
+    answer.try_recv().expect("answered at idle")
+}
+
+#[test]
+fn connected_pipeline_publishes_counters_and_answers_dumps_between_bursts() {
+    let (mut h, handle, _events) = connected(false, 16);
+    h.run(&conversation("10.0.0.1:40000", "10.0.0.2:80"));
+    h.run(&conversation("10.0.0.3:40001", "10.0.0.2:80")[..2]);
+    // Published at upkeep points only: nothing yet.
+    assert_eq!(handle.shared.load().counters, Counters::default());
+    let d = dump(&mut h, &handle, true);
+    let sample = handle.shared.load();
+    assert_eq!(sample.counters, h.counters());
+    assert_eq!((sample.flow_entries, sample.flow_capacity, sample.generation), (2, 64, 1));
+    assert_eq!(d.flows.len(), 2);
+    assert_eq!(d.now, h.now);
+    let denied = d.flows.iter().find(|f| f.src == ip(C)).unwrap();
+    // The SYN and the SYN-ACK, one each way.
+    assert_eq!((denied.verdict.action, denied.packets, denied.generation), (Action::Deny, [1, 1], 1));
+    // C's two packets were dropped by (ingress) rule 99, the Rules classifier's default.
+    assert_eq!(d.current_rule_drops.counts, vec![(99, 2)]);
+    assert!(d.retired_rule_drops.is_empty());
+    assert!(dump(&mut h, &handle, false).flows.is_empty());
+}
+
+#[test]
+fn drops_by_rule_survive_snapshot_changes_and_are_handed_over_once() {
+    let (mut h, handle, _events) = connected(false, 16);
+    h.run(&conversation("10.0.0.3:40001", "10.0.0.2:80")[..3]);
+    h.snapshots.store(Arc::new(lab_rules(2)));
+    h.run(&[craft::tcp(sock("10.0.0.3:40002"), sock("10.0.0.2:80"), SYN)]);
+    let d = dump(&mut h, &handle, false);
+    assert_eq!(d.retired_rule_drops.len(), 1);
+    assert_eq!(d.retired_rule_drops[0].snapshot.generation, 1);
+    assert_eq!(d.retired_rule_drops[0].counts, vec![(99, 3)]);
+    assert_eq!((d.current_rule_drops.snapshot.generation, d.current_rule_drops.counts.clone()), (2, vec![(99, 1)]));
+    // Retired counts go out once; current counts are cumulative.
+    let d = dump(&mut h, &handle, false);
+    assert!(d.retired_rule_drops.is_empty());
+    assert_eq!(d.current_rule_drops.counts, vec![(99, 1)]);
+    assert_eq!(h.counters().drop_policy, 4);
+}
+
+#[test]
+fn flow_events_for_denied_first_packets_and_aged_out_flows() {
+    let (mut h, _handle, events) = connected(true, 16);
+    let udp = craft::udp(sock("10.0.0.1:5353"), sock("10.0.0.2:53"), b"q");
+    let denied = craft::tcp(sock("10.0.0.3:40001"), sock("10.0.0.2:80"), SYN);
+    assert_eq!(h.run(&[udp.clone(), denied.clone(), denied.clone()]), vec![true, false, false]);
+    // One event for the denied first packet, none for the packet after it.
+    let e = events.try_recv().unwrap();
+    assert_eq!((e.kind, e.flow.src, e.flow.dst_port, e.flow.verdict.action, e.flow.packets), (live::FlowEventKind::Denied, ip(C), 80, Action::Deny, [1, 0]));
+    assert!(events.try_recv().is_err());
+    // UDP ages out after 60 s, the SYN-only TCP flow after 30 s: both end.
+    h.now += 61;
+    h.pipeline.idle(h.now);
+    let mut ended: Vec<live::FlowEvent> = events.try_iter().collect();
+    ended.sort_by_key(|e| e.flow.protocol);
+    assert_eq!(ended.len(), 2);
+    assert!(ended.iter().all(|e| e.kind == live::FlowEventKind::End && e.at == h.now));
+    let tcp = &ended[0].flow;
+    assert_eq!((tcp.src, tcp.packets, tcp.bytes), (ip(C), [2, 0], [2 * denied.len() as u64, 0]));
+    let udp_flow = &ended[1].flow;
+    assert_eq!((udp_flow.src, udp_flow.dst_port, udp_flow.packets, udp_flow.bytes), (ip(A), 53, [1, 0], [udp.len() as u64, 0]));
+    assert_eq!(h.counters().flow_expiries, 2);
+}
+
+#[test]
+fn a_full_flow_log_drops_events_and_counts_them() {
+    let (mut h, _handle, events) = connected(true, 1);
+    for port in 0..3 {
+        h.send(&craft::tcp(sock(&format!("10.0.0.3:{}", 40000 + port)), sock("10.0.0.2:80"), SYN));
+    }
+    assert_eq!(events.try_iter().count(), 1);
+    assert_eq!(h.counters().flow_log_dropped, 2);
+}
