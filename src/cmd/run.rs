@@ -377,6 +377,12 @@ pub fn main(args: Args) -> Result<()> {
     check_privileges(args.no_huge)?;
     let cfg = args.forwarder_config()?;
     cfg.validate()?;
+    if let (Some(dir), Some(_)) = (&args.manifests, &args.watch_stream) {
+        bail!(
+            "--manifests {} and --watch-stream exclude each other (one of them may come from the --config file): choose one policy source",
+            dir.display()
+        );
+    }
     if let Some(v) = args.watch_stream.as_deref().filter(|v| *v != "-") {
         bail!("--watch-stream {v}: only \"-\" (standard input) is supported; pipe kubectl's --watch --output-watch-events -o json into palisade");
     }
@@ -650,6 +656,14 @@ log-denied = true
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
         assert!(!keys.iter().any(|x| x == "config"));
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let a: Args = toml::from_str(include_str!("../../deploy/palisade.toml")).unwrap();
+        assert_eq!(a.ports, ["0000:3b:00.0", "0000:3b:00.1"]);
+        assert_eq!(a.metrics_addr().unwrap().as_deref(), Some(DEFAULT_METRICS_ADDR));
+        assert!(a.flow_log_target().unwrap().is_some());
     }
 
     #[test]
