@@ -299,7 +299,7 @@ expected() { # expected PHASE SRC DST → reach | timeout: the document's story
 
 probe() { # probe SRC DST → reach | timeout | refused | error-N
     local rc=0
-    ip netns exec "$P-$1" curl -s -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:80/" || rc=$?
+    ip netns exec "$P-$1" curl -s --noproxy "*" -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:80/" || rc=$?
     case $rc in 0) echo reach ;; 28) echo timeout ;; 7) echo refused ;; *) echo "error-$rc" ;; esac
 }
 
@@ -391,7 +391,7 @@ if "$PALISADE" flows --help >/dev/null 2>&1; then
         FAIL=$((FAIL + 1))
     fi
     # Every timed-out probe had at least one SYN dropped by policy.
-    METRICS_TEXT="$(ip netns exec "$FW" curl -s --max-time 3 "http://$METRICS/metrics" || true)"
+    METRICS_TEXT="$(ip netns exec "$FW" curl -s --noproxy "*" --max-time 3 "http://$METRICS/metrics" || true)"
     POLICY_DROPS="$(awk '$1 == "palisade_drops_total{reason=\"policy\"}" { print $2 }' <<<"$METRICS_TEXT")"
     echo "ip netns exec $FW curl http://$METRICS/metrics:"
     if [ "${POLICY_DROPS:-0}" -gt "$TIMED_OUT" ] 2>/dev/null; then
