@@ -135,8 +135,10 @@ for f in lab/namespaces.yaml lab/pods.yaml lab/policy1.yaml live/policy2.yaml; d
     [ -f "$EXAMPLES/$f" ] || die "missing $EXAMPLES/$f (the lab's manifests); is this a full checkout?"
 done
 
+# The lock is fd 9, held by this shell only (every child it starts closes fd 9), so a
+# run killed hard releases it even though its processes live on.
 exec 9>"$LOCK"
-flock -n 9 || die "another lab run holds $LOCK; wait for it to finish"
+flock -w 15 9 || die "another lab run holds $LOCK; wait for it to finish"
 
 # Leftovers of an earlier run that was killed hard (SIGKILL skips the trap): its
 # processes, recognised by PID and by living in a plab- namespace, then its namespaces.
@@ -153,6 +155,7 @@ delete_namespaces() { # every plab- namespace, in parallel (each deletion waits 
     [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
 }
 delete_namespaces
+rm -rf /var/run/dpdk/palisade-lab-*      # EAL runtime files of earlier runs (we hold the lock)
 
 WORK="$(mktemp -d /tmp/palisade-lab.XXXXXX)"
 POLICY_DIR="$WORK/watched"               # the directory palisade watches
@@ -195,6 +198,7 @@ trap 'if [ -e "$WORK/timed-out" ]; then echo "lab: timed out after ${LAB_TIMEOUT
 
 # The bound on the whole run: a watchdog that gives up if this script is gone.
 (
+    exec 9>&-
     end=$((SECONDS + LAB_TIMEOUT))
     while [ "$SECONDS" -lt "$end" ]; do sleep 1; kill -0 "$MAIN_PID" 2>/dev/null || exit 0; done
     touch "$WORK/timed-out"; kill -TERM "$MAIN_PID"
@@ -221,7 +225,7 @@ if "$PALISADE" run --help | grep -q -- --control-socket; then
 fi
 NO_COLOR=1 PALISADE_LOG="${PALISADE_LOG:-info}" ip netns exec "$FW" "$PALISADE" run --mode bridge \
     --no-huge --memory-mb 512 --manifests "$POLICY_DIR" "${extra[@]}" "${port_args[@]}" \
-    --eal-arg=--file-prefix="$FILE_PREFIX" </dev/null >"$LOG" 2>&1 &
+    --eal-arg=--file-prefix="$FILE_PREFIX" </dev/null >"$LOG" 2>&1 9>&- &
 PAL_PID=$!
 started "$PAL_PID"
 
@@ -246,7 +250,7 @@ for i in "${!HOSTS[@]}"; do
     ip -n "$ns" addr add "${IP[$h]}/32" dev eth0
     ip -n "$ns" link set eth0 up
     for prefix in "${PREFIXES[@]}"; do ip -n "$ns" route add "$prefix" dev eth0; done
-    (cd "$WORK/www" && exec ip netns exec "$ns" python3 -m http.server 80 --bind "${IP[$h]}") >/dev/null 2>&1 &
+    (cd "$WORK/www" && exec ip netns exec "$ns" python3 -m http.server 80 --bind "${IP[$h]}") >/dev/null 2>&1 9>&- &
     started $!
 done
 for h in "${HOSTS[@]}"; do
@@ -299,7 +303,7 @@ expected() { # expected PHASE SRC DST → reach | timeout: the document's story
 
 probe() { # probe SRC DST → reach | timeout | refused | error-N
     local rc=0
-    ip netns exec "$P-$1" curl -s --noproxy "*" -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:80/" || rc=$?
+    ip netns exec "$P-$1" curl -s --noproxy "*" -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:80/" 9>&- || rc=$?
     case $rc in 0) echo reach ;; 28) echo timeout ;; 7) echo refused ;; *) echo "error-$rc" ;; esac
 }
 
@@ -312,7 +316,7 @@ run_phase() { # run_phase PHASE: every host probes every other host, all at once
     for src in "${HOSTS[@]}"; do
         for dst in "${HOSTS[@]}"; do
             [ "$src" = "$dst" ] && continue
-            probe "$src" "$dst" >"$WORK/probes/$phase/$src,$dst" &
+            probe "$src" "$dst" >"$WORK/probes/$phase/$src,$dst" 9>&- &
             pids+=($!)
         done
     done
@@ -368,7 +372,7 @@ for phase in "${PHASES[@]}"; do
     done
 done
 if "$PALISADE" flows --help >/dev/null 2>&1; then
-    probe dbserver-dev client1-dev >"$WORK/probes/last" &
+    probe dbserver-dev client1-dev >"$WORK/probes/last" 9>&- &
     last_probe=$!
     sleep 0.5
     FLOWS="$(ip netns exec "$FW" "$PALISADE" flows --control-socket "$SOCKET" --action drop --pod dev/dbserver-dev 2>&1)" ||
