@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Contrail NetworkPolicy lab (Juniper's "Create Kubernetes Network Policy"; see
-# ../policies/README.md), reproduced with network namespaces, real
+# README.md here and ../policies/README.md), reproduced with network namespaces, real
 # web servers and real clients, with palisade in the place of the vRouter.
 #
 # Topology (every name starts with plab-, so a second run finds and removes leftovers):
@@ -36,8 +36,12 @@
 #   --timeout SECS   bound on the whole run (default 240); past it the run fails
 #   --keep-logs      keep the work directory (palisade's log, the watched directory)
 # Exit status: 0 every observation matched; 1 a mismatch; 2 missing prerequisites or a
-# broken set-up; 124 timed out; 130/143 interrupted. Cleanup (processes by PID,
-# namespaces with their veths, bridges and taps, DPDK runtime files) runs on every exit.
+# broken set-up; 124 timed out; 130/143 interrupted (Ctrl-C, SIGTERM).
+# Cleanup runs on every one of those exits: the processes it started (by PID), the
+# plab- namespaces (with them their veths, bridges and taps), EAL's runtime files; the
+# work directory stays only on failure or with --keep-logs. A run killed with SIGKILL
+# cannot clean up; the next run does it first (the PIDs it recorded in
+# /run/palisade-lab.pids that still live in a plab- namespace, then the namespaces).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -211,7 +215,8 @@ cp "$EXAMPLES/lab/namespaces.yaml" "$EXAMPLES/lab/pods.yaml" "$POLICY_DIR/"
 netns() { # netns NAME: a namespace with loopback up and IPv6 off
     ip netns add "$1"
     ip -n "$1" link set lo up
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    # (A kernel without IPv6 has no such keys, and nothing to switch off.)
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
 }
 
 # ---- palisade, in its own namespace ------------------------------------------------
