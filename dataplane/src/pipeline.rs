@@ -455,12 +455,9 @@ impl<S: Classifier> Pipeline<S> {
 
     /// Sends a flow event if a flow log is connected; a full log drops it and counts.
     #[cold]
-    fn log_denied(&mut self, key: &FlowKey, entry: &FlowEntry) {
-        let Some(link) = self.link.as_ref().filter(|l| l.log_denied) else {
-            return;
-        };
-        if let Some(tx) = &link.flow_log {
-            let event = FlowEvent { kind: FlowEventKind::Denied, flow: flow_record(key, entry), at: self.now };
+    fn log_flow(&mut self, kind: FlowEventKind, key: &FlowKey, entry: &FlowEntry) {
+        if let Some(tx) = self.link.as_ref().and_then(|l| l.flow_log.as_ref()) {
+            let event = FlowEvent { kind, flow: flow_record(key, entry), at: self.now };
             if tx.try_send(event).is_err() {
                 self.counters.flow_log_dropped += 1;
             }
@@ -479,8 +476,8 @@ impl<S: Classifier> Pipeline<S> {
         let verdict = self.classify_key(&key, initiator);
         let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
         entry.count(entry.direction(side), len, self.now);
-        if !verdict.is_allow() && self.link.is_some() {
-            self.log_denied(&key, &entry);
+        if !verdict.is_allow() && self.link.as_ref().is_some_and(|l| l.log_denied) {
+            self.log_flow(FlowEventKind::Denied, &key, &entry);
         }
         match self.flows.insert(key, hash, entry) {
             Ok(_) => self.counters.flow_inserts += 1,
@@ -524,6 +521,11 @@ impl<S: Classifier> Pipeline<S> {
                 let tcp = if opens { TcpState::SynSent } else { entry.tcp };
                 let mut fresh = FlowEntry::new(verdict, self.generation, side, tcp, self.now);
                 fresh.count(ORIG, len, self.now);
+                if self.link.is_some() {
+                    // The old connection on this tuple is over.
+                    let key = *self.flows.key(index);
+                    self.log_flow(FlowEventKind::End, &key, &entry);
+                }
                 *self.flows.entry_mut(index) = fresh;
             }
             return self.outcome(&verdict);

@@ -72,7 +72,8 @@ impl SharedCounters {
 /// Why a flow event was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlowEventKind {
-    /// The flow aged out (idle, or closed and past its short timeout).
+    /// The connection is over: the flow aged out (idle, or closed and past its short
+    /// timeout), or a new connection took over its tuple.
     End,
     /// A denied first packet (only with `log_denied`).
     Denied,

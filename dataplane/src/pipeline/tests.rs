@@ -618,3 +618,16 @@ fn a_full_flow_log_drops_events_and_counts_them() {
     assert_eq!(events.try_iter().count(), 1);
     assert_eq!(h.counters().flow_log_dropped, 2);
 }
+
+#[test]
+fn a_new_connection_on_a_finished_tuple_ends_the_old_one_in_the_flow_log() {
+    let (mut h, _handle, events) = connected(false, 16);
+    let first = conversation("10.0.0.1:40000", "10.0.0.2:80");
+    h.run(&first);
+    assert!(events.try_recv().is_err());
+    h.send(&craft::tcp(sock("10.0.0.1:40000"), sock("10.0.0.2:80"), SYN));
+    let e = events.try_recv().unwrap();
+    assert_eq!((e.kind, e.flow.packets, e.flow.tcp), (live::FlowEventKind::End, [5, 3], TcpState::Closing));
+    assert!(events.try_recv().is_err());
+    assert_eq!(h.pipeline.flows().next().unwrap().packets, [1, 0]);
+}
