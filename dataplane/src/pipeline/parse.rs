@@ -197,10 +197,16 @@ fn transport(net: Network<'_>) -> Parsed {
         }
     }
     let result = match (net.protocol, net.is_v4) {
-        (ip_proto::TCP, _) => tcp::Packet::new_checked(net.l4).map(|tcp| {
+        // Flag combinations no stack sends (SYN+FIN, none, ...) are malformed: they
+        // could read one way here and another way on the host behind.
+        (ip_proto::TCP, _) => tcp::Packet::new_checked(net.l4).and_then(|tcp| {
+            if !tcp::flags::valid_combination(tcp.flags()) {
+                return Err(crate::wire::Error::Malformed);
+            }
             meta.src_port = tcp.src_port();
             meta.dst_port = tcp.dst_port();
             meta.tcp_flags = tcp.flags();
+            Ok(())
         }),
         // A first fragment holds the UDP header but not the length it announces.
         (ip_proto::UDP, _) if net.fragment.is_some() && net.l4.len() >= udp::HEADER_LEN => {

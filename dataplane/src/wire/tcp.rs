@@ -26,6 +26,26 @@ pub mod flags {
     pub const URG: u8 = 0x20;
     pub const ECE: u8 = 0x40;
     pub const CWR: u8 = 0x80;
+
+    /// Whether a TCP stack would send `flags`: SYN, SYN+ACK, RST, RST+ACK, FIN+ACK or
+    /// ACK (SYN, FIN+ACK and ACK also with URG), whatever PSH, ECE and CWR say — the
+    /// table Linux conntrack uses. Anything else (no flags, a lone FIN, SYN+FIN,
+    /// SYN+RST, XMAS, ...) is a scan or an attempt to desynchronise a stateful filter
+    /// from the host behind it.
+    #[inline]
+    pub const fn valid_combination(flags: u8) -> bool {
+        matches!(
+            flags & !(PSH | ECE | CWR),
+            SYN | SYN_URG | SYN_ACK | RST | RST_ACK | FIN_ACK | FIN_ACK_URG | ACK | ACK_URG
+        )
+    }
+
+    const SYN_URG: u8 = SYN | URG;
+    const SYN_ACK: u8 = SYN | ACK;
+    const RST_ACK: u8 = RST | ACK;
+    const FIN_ACK: u8 = FIN | ACK;
+    const FIN_ACK_URG: u8 = FIN | ACK | URG;
+    const ACK_URG: u8 = ACK | URG;
 }
 
 header_view!(
@@ -172,6 +192,20 @@ mod tests {
         tcp.set_window_len(64240);
         tcp.set_checksum(0);
         assert_eq!(buf, SYN);
+    }
+
+    #[test]
+    fn flag_combinations_a_stack_sends() {
+        use flags::*;
+        let valid = [SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG];
+        for flags in 0..=u8::MAX {
+            let core = flags & !(PSH | ECE | CWR);
+            assert_eq!(valid_combination(flags), valid.contains(&core), "flags {flags:#04x}");
+        }
+        assert!(valid_combination(SYN | ECE | CWR) && valid_combination(PSH | ACK));
+        for anomaly in [0, FIN, SYN | FIN, SYN | RST, RST | FIN, FIN | PSH | URG, SYN | FIN | ACK, 0xff] {
+            assert!(!valid_combination(anomaly), "{anomaly:#04x}");
+        }
     }
 
     #[test]
