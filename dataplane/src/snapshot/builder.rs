@@ -257,6 +257,45 @@ impl SnapshotBuilder {
     ) -> u32 {
         let id = self.snap.endpoints.len() as u32;
         assert!(id < NODE_BIT, "too many endpoints");
+        let record = self.endpoint_record(identity, node, ingress, egress);
+        self.snap.endpoints.push(record);
+        self.map_addresses(id, addrs);
+        id
+    }
+
+    /// Replace endpoint `id` (from [`add_endpoint`](Self::add_endpoint)) in place: the
+    /// addresses `old_addrs` it was registered with stop resolving to it (a node
+    /// address they had shadowed is not restored), `addrs` start to, and its identity,
+    /// node and isolation become the given ones. With no addresses the endpoint is
+    /// unreachable, which is how the incremental compiler removes a pod.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_endpoint(
+        &mut self,
+        id: u32,
+        old_addrs: &[IpAddr],
+        addrs: &[IpAddr],
+        identity: IdentityId,
+        node: Option<NodeId>,
+        ingress: Isolation,
+        egress: Isolation,
+    ) {
+        assert!((id as usize) < self.snap.endpoints.len(), "unknown endpoint id");
+        self.snap.endpoints[id as usize] = self.endpoint_record(identity, node, ingress, egress);
+        for a in old_addrs {
+            match *a {
+                IpAddr::V4(v) if self.snap.addr_v4.get(&u32::from(v)) == Some(&id) => {
+                    self.snap.addr_v4.remove(&u32::from(v));
+                }
+                IpAddr::V6(v) if self.snap.addr_v6.get(&u128::from(v)) == Some(&id) => {
+                    self.snap.addr_v6.remove(&u128::from(v));
+                }
+                _ => {}
+            }
+        }
+        self.map_addresses(id, addrs);
+    }
+
+    fn endpoint_record(&self, identity: IdentityId, node: Option<NodeId>, ingress: Isolation, egress: Isolation) -> Endpoint {
         let namespace = *self.identity_namespace.get(identity as usize).expect("identity registered with add_identity");
         let split = |iso: Isolation| match iso {
             Isolation::Open => (NONE, crate::verdict::NO_RULE),
@@ -267,15 +306,10 @@ impl SnapshotBuilder {
         };
         let (ingress, ingress_default) = split(ingress);
         let (egress, egress_default) = split(egress);
-        self.snap.endpoints.push(Endpoint {
-            node: node.unwrap_or(NONE),
-            namespace,
-            identity,
-            ingress,
-            egress,
-            ingress_default,
-            egress_default,
-        });
+        Endpoint { node: node.unwrap_or(NONE), namespace, identity, ingress, egress, ingress_default, egress_default }
+    }
+
+    fn map_addresses(&mut self, id: u32, addrs: &[IpAddr]) {
         for a in addrs {
             let slot = match *a {
                 IpAddr::V4(v) => self.snap.addr_v4.entry(u32::from(v)).or_insert(id),
@@ -287,7 +321,40 @@ impl SnapshotBuilder {
                 self.shadowed.push(*a);
             }
         }
-        id
+    }
+
+    /// Rename rules, `(id, new name)`; ids keep their place in the rule order. The
+    /// incremental compiler reserves ids with placeholder names and renames them when
+    /// a policy changes, so a policy's rules keep their priority among its neighbours'.
+    pub fn rename_rules(&mut self, names: &[(RuleId, &str)]) {
+        let Some(first) = names.iter().map(|(id, _)| *id as usize).min() else { return };
+        let count = self.snap.name_bounds.len() - 1;
+        assert!(names.iter().all(|(id, _)| (*id as usize) < count), "unknown rule id");
+        let mut renamed: Vec<Option<&str>> = vec![None; count - first];
+        for (id, name) in names {
+            renamed[*id as usize - first] = Some(name);
+        }
+        let tail: Vec<String> = (first..count)
+            .map(|i| match renamed[i - first] {
+                Some(n) => n.to_owned(),
+                None => self.snap.rule_names[self.snap.name_bounds[i] as usize..self.snap.name_bounds[i + 1] as usize].to_owned(),
+            })
+            .collect();
+        self.snap.rule_names.truncate(self.snap.name_bounds[first] as usize);
+        self.snap.name_bounds.truncate(first + 1);
+        for name in &tail {
+            self.snap.rule_names.push_str(name);
+            self.snap.name_bounds.push(self.snap.rule_names.len() as u32);
+        }
+    }
+
+    /// A snapshot of everything registered so far, stamped `generation`, leaving the
+    /// builder open for more calls (the control plane's incremental compiler keeps one
+    /// builder and patches it between snapshots).
+    pub fn snapshot(&self, generation: u64) -> Snapshot {
+        let mut s = self.snap.clone();
+        s.generation = generation;
+        s
     }
 
     /// Addresses that a later endpoint also claimed; the earlier endpoint kept them.
