@@ -12,16 +12,21 @@
 //! sets (which match pods too). Pods selected by the same policies (and, when an
 //! ingress rule uses a named port, with the same named ports) share one rule set. The
 //! output is deterministic.
+//!
+//! The compiler's working state ([`Engine`]) owns its data and records what depends on
+//! what (peer → policies using it, policy → rule sets containing it, rule set → pods),
+//! so `incremental` can keep it and its builder between changes and recompute only
+//! what a changed pod or policy touches.
 
+pub mod incremental;
 pub mod synthetic;
 
 use crate::cn2::{self, Direction, PeerKind};
 use crate::model::{ContainerPort, IpBlock, Labels, Model, Peer, PortRef, Protocol, Selector};
-use dataplane::snapshot::{AddressSet, Isolation, PortMatch, Remote, RuleSetEntry, Snapshot, SnapshotBuilder};
+use dataplane::snapshot::{AddressSet, Isolation, PortMatch, Remote, RuleSetEntry, RuleSetId, Snapshot, SnapshotBuilder};
 use dataplane::RuleId;
-use hashbrown::HashMap;
+use hashbrown::{Equivalent, HashMap, HashSet};
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 /// Where a snapshot rule came from (indexed by `RuleId`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,12 +51,17 @@ pub fn compile(model: &Model, generation: u64) -> Snapshot {
 
 /// Like [`compile`], also returning where each rule came from.
 pub fn compile_detailed(model: &Model, generation: u64) -> Compiled {
-    Compiler::new(model, generation).run()
+    let mut engine = Engine::build(model, generation, false);
+    let origins = std::mem::take(&mut engine.origins);
+    Compiled { snapshot: engine.b.build(), origins }
 }
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+/// "No index" in the u32 index vectors below.
+const NONE: u32 = u32::MAX;
 
 /// What one (rule, peer, port) allows, before the local pod is known.
+#[derive(Clone, Debug)]
 enum Allows {
     /// The same entries for every selected pod.
     Fixed(Vec<(Remote, PortMatch)>),
@@ -59,79 +69,243 @@ enum Allows {
     NamedLocal { remote: Remote, protocol: Protocol, name: String },
 }
 
+#[derive(Clone, Debug)]
 struct SubRule {
     rule: RuleId,
     allows: Allows,
 }
 
+/// Who depends on a peer's resolution, as (policy, direction index).
+type User = (u32, u8);
+
 /// A peer resolved once: its identities (selector peers) and what the snapshot matches.
-struct ResolvedPeer {
+struct PeerState {
+    key: PeerKey,
     identities: Option<Vec<u32>>,
     remote: Remote,
+    /// Policy directions whose entries name `remote`.
+    users: HashSet<User>,
+    /// Policy directions with an egress named port towards this peer (their entries
+    /// depend on the peer's identities even when `remote` does not).
+    named_users: HashSet<User>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PeerKey(Option<usize>, Peer);
+#[derive(Hash)]
+struct PeerKeyRef<'a>(Option<usize>, &'a Peer);
+impl Equivalent<PeerKey> for PeerKeyRef<'_> {
+    fn equivalent(&self, k: &PeerKey) -> bool {
+        self.0 == k.0 && *self.1 == k.1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PostingKey(usize, String, String);
+#[derive(Hash)]
+struct PostingRef<'a>(usize, &'a str, &'a str);
+impl Equivalent<PostingKey> for PostingRef<'_> {
+    fn equivalent(&self, k: &PostingKey) -> bool {
+        self.0 == k.0 && self.1 == k.1 && self.2 == k.2
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct IdentityKey(usize, Labels, Vec<ContainerPort>);
+#[derive(Hash)]
+struct IdentityKeyRef<'a>(usize, &'a Labels, &'a [ContainerPort]);
+impl Equivalent<IdentityKey> for IdentityKeyRef<'_> {
+    fn equivalent(&self, k: &IdentityKey) -> bool {
+        self.0 == k.0 && *self.1 == k.1 && self.2 == k.2.as_slice()
+    }
 }
 
 /// Endpoint pods that every selector treats alike.
-struct Identity<'m> {
-    labels: &'m Labels,
+struct Identity {
+    namespace: usize,
+    labels: Labels,
+    named_ports: Vec<ContainerPort>,
+    /// Member pods (may become empty after changes; an empty identity matches nothing).
     pods: Vec<u32>,
 }
 
-struct Compiler<'m> {
-    model: &'m Model,
+/// The rule ids reserved for one policy: `start..start + cap`, of which the first
+/// `ingress + egress` are its rules (ingress first) and the rest unnamed placeholders.
+#[derive(Clone, Copy, Debug, Default)]
+struct Block {
+    start: RuleId,
+    cap: u32,
+    ingress: u32,
+    egress: u32,
+}
+
+/// Which rule set a pod's direction uses: its direction, selecting policies (in
+/// policy order) and, when some of them has an ingress named port, the pod's named
+/// ports.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SetKey {
+    dir: u8,
+    policies: Vec<u32>,
+    sig: Vec<(Protocol, String, u16)>,
+}
+
+struct SetState {
+    key: SetKey,
+    rule_set: RuleSetId,
+    pods: Vec<u32>,
+    /// False once a policy change made the key's rules stale; no pod uses it then.
+    live: bool,
+}
+
+/// The compiler's state: the builder and every intermediate result, kept so that a
+/// change can be applied by recomputing only what depends on it (`incremental`).
+pub(crate) struct Engine {
     b: SnapshotBuilder,
+    /// Reserve spare rule ids after each policy (incremental use) or not (one-shot).
+    slack: bool,
+    /// Origins of every rule (one-shot compiles only).
     origins: Vec<RuleOrigin>,
-    identities: Vec<Identity<'m>>,
-    /// Identity of each pod (`u32::MAX` for non-endpoints).
+    /// Rules registered so far (the next rule id).
+    next_rule: RuleId,
+    identities: Vec<Identity>,
+    identity_ids: HashMap<IdentityKey, u32>,
+    /// Identity of each pod (`NONE` for non-endpoints).
     pod_identity: Vec<u32>,
     /// Identities of each namespace, in order.
     ns_identities: Vec<Vec<u32>>,
     /// (namespace, label key, label value) → identities, in order.
-    postings: HashMap<(usize, &'m str, &'m str), Vec<u32>>,
-    peers: HashMap<(Option<usize>, &'m Peer), Rc<ResolvedPeer>>,
+    postings: HashMap<PostingKey, Vec<u32>>,
     /// (port name, protocol) → (identity, port), for egress named ports.
-    named: HashMap<(&'m str, Protocol), Vec<(u32, u16)>>,
+    named: HashMap<(String, Protocol), Vec<(u32, u16)>>,
+    peers: Vec<PeerState>,
+    peer_ids: HashMap<PeerKey, u32>,
+    /// Egress named-port rules whose remote depends on every identity with that port
+    /// (any peer) or on pod addresses (ipBlock peer).
+    named_any_users: HashMap<(String, Protocol), HashSet<User>>,
+    named_block_users: HashSet<User>,
+    blocks: Vec<Block>,
+    rules: Vec<[Vec<SubRule>; 2]>,
+    /// Policies of each namespace, in slot order.
+    ns_policies: Vec<Vec<u32>>,
+    isolation: Vec<[Option<RuleId>; 2]>,
+    node_ids: Vec<u32>,
+    sets: Vec<SetState>,
+    set_ids: HashMap<SetKey, u32>,
+    /// Rule sets (indices into `sets`) each policy is part of.
+    policy_sets: Vec<Vec<u32>>,
+    /// Rule set of each pod per direction (`NONE`: not isolated or not an endpoint).
+    pod_sets: Vec<[u32; 2]>,
+    /// Snapshot endpoint of each pod (`NONE`: never registered).
+    pod_endpoint: Vec<u32>,
 }
 
-impl<'m> Compiler<'m> {
-    fn new(model: &'m Model, generation: u64) -> Self {
-        let mut b = SnapshotBuilder::new(generation);
-        let mut identities: Vec<Identity> = Vec::new();
-        let mut by_key: HashMap<(usize, &Labels, &[ContainerPort]), u32> = HashMap::new();
-        let mut pod_identity = vec![u32::MAX; model.pods.len()];
-        let mut ns_identities = vec![Vec::new(); model.namespaces.len()];
-        let mut postings: HashMap<(usize, &str, &str), Vec<u32>> = HashMap::new();
-        let mut named: HashMap<(&str, Protocol), Vec<(u32, u16)>> = HashMap::new();
+impl Engine {
+    /// Compile `model` from scratch. With `slack`, every policy's rule ids are followed
+    /// by spare ids so that a later change can keep the policy's place in rule order.
+    pub(crate) fn build(model: &Model, generation: u64, slack: bool) -> Engine {
+        let mut e = Engine {
+            b: SnapshotBuilder::new(generation),
+            slack,
+            origins: Vec::new(),
+            next_rule: 0,
+            identities: Vec::new(),
+            identity_ids: HashMap::new(),
+            pod_identity: vec![NONE; model.pods.len()],
+            ns_identities: vec![Vec::new(); model.namespaces.len()],
+            postings: HashMap::new(),
+            named: HashMap::new(),
+            peers: Vec::new(),
+            peer_ids: HashMap::new(),
+            named_any_users: HashMap::new(),
+            named_block_users: HashSet::new(),
+            blocks: Vec::new(),
+            rules: Vec::new(),
+            ns_policies: vec![Vec::new(); model.namespaces.len()],
+            isolation: vec![[None, None]; model.namespaces.len()],
+            node_ids: Vec::new(),
+            sets: Vec::new(),
+            set_ids: HashMap::new(),
+            policy_sets: Vec::new(),
+            pod_sets: vec![[NONE, NONE]; model.pods.len()],
+            pod_endpoint: vec![NONE; model.pods.len()],
+        };
+        // 1. Identities.
         for (i, p) in model.pods.iter().enumerate() {
-            if !p.is_endpoint() {
+            if p.is_endpoint() {
+                let (id, _) = e.identity_of(model, i);
+                e.identities[id as usize].pods.push(i as u32);
+                e.pod_identity[i] = id;
+            }
+        }
+        // 2. Rules, in policy order (ingress then egress of each policy).
+        for pi in 0..model.policies.len() {
+            e.add_policy_block(model, pi);
+        }
+        // 3. Isolation (default-deny) rules, per namespace and direction in force.
+        let mut isolated = vec![[false, false]; model.namespaces.len()];
+        for pol in &model.policies {
+            for (di, d) in DIRECTIONS.iter().enumerate() {
+                isolated[pol.namespace][di] |= pol.isolates(*d);
+            }
+        }
+        for (ni, iso) in isolated.iter().enumerate() {
+            for di in 0..2 {
+                if iso[di] {
+                    e.isolation_rule(model, ni, di);
+                }
+            }
+        }
+        // 4. Which policies isolate each endpoint pod, per direction.
+        let mut selecting: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; model.pods.len()];
+        for (pi, pol) in model.policies.iter().enumerate() {
+            if !pol.isolates_ingress && !pol.isolates_egress {
                 continue;
             }
-            let id = *by_key.entry((p.namespace, &p.labels, &p.named_ports)).or_insert_with(|| {
-                let id = b.add_identity(p.namespace as u32);
-                debug_assert_eq!(id as usize, identities.len());
-                identities.push(Identity { labels: &p.labels, pods: Vec::new() });
-                ns_identities[p.namespace].push(id);
-                for (k, v) in &p.labels {
-                    postings.entry((p.namespace, k, v)).or_default().push(id);
+            for id in e.select(pol.namespace, &pol.pod_selector) {
+                for &p in &e.identities[id as usize].pods {
+                    for (di, d) in DIRECTIONS.iter().enumerate() {
+                        if pol.isolates(*d) {
+                            selecting[p as usize][di].push(pi as u32);
+                        }
+                    }
                 }
-                for cp in &p.named_ports {
-                    named.entry((&cp.name, cp.protocol)).or_default().push((id, cp.port));
-                }
-                id
-            });
-            identities[id as usize].pods.push(i as u32);
-            pod_identity[i] = id;
+            }
         }
-        Compiler {
-            model,
-            b,
-            origins: Vec::new(),
-            identities,
-            pod_identity,
-            ns_identities,
-            postings,
-            peers: HashMap::new(),
-            named,
+        // 5. Nodes, then endpoints with shared rule sets.
+        e.node_ids = model.nodes.iter().map(|n| e.b.add_node(&n.addrs)).collect();
+        for (i, pod) in model.pods.iter().enumerate() {
+            if pod.is_endpoint() {
+                let [ingress, egress] = std::mem::take(&mut selecting[i]);
+                e.join_sets(model, i, [ingress, egress]);
+                e.write_endpoint(model, i, &[]);
+            }
         }
+        e
+    }
+
+    /// A snapshot of the current state, stamped `generation`.
+    pub(crate) fn snapshot(&self, generation: u64) -> Snapshot {
+        self.b.snapshot(generation)
+    }
+
+    /// The identity of endpoint pod `pod`, registering it if new (`true`).
+    fn identity_of(&mut self, model: &Model, pod: usize) -> (u32, bool) {
+        let p = &model.pods[pod];
+        if let Some(&id) = self.identity_ids.get(&IdentityKeyRef(p.namespace, &p.labels, &p.named_ports)) {
+            return (id, false);
+        }
+        let id = self.b.add_identity(p.namespace as u32);
+        debug_assert_eq!(id as usize, self.identities.len());
+        self.identities.push(Identity { namespace: p.namespace, labels: p.labels.clone(), named_ports: p.named_ports.clone(), pods: Vec::new() });
+        self.identity_ids.insert(IdentityKey(p.namespace, p.labels.clone(), p.named_ports.clone()), id);
+        self.ns_identities[p.namespace].push(id);
+        for (k, v) in &p.labels {
+            self.postings.entry(PostingKey(p.namespace, k.clone(), v.clone())).or_default().push(id);
+        }
+        for cp in &p.named_ports {
+            self.named.entry((cp.name.clone(), cp.protocol)).or_default().push((id, cp.port));
+        }
+        (id, true)
     }
 
     /// Identities of namespace `ns` matching `sel`, in order.
@@ -141,87 +315,113 @@ impl<'m> Compiler<'m> {
         } else {
             let mut best: &[u32] = &[];
             for (i, (k, v)) in sel.match_labels.iter().enumerate() {
-                let list = self.postings.get(&(ns, k.as_str(), v.as_str())).map(|v| v.as_slice()).unwrap_or(&[]);
+                let list = self.postings.get(&PostingRef(ns, k, v)).map(|v| v.as_slice()).unwrap_or(&[]);
                 if i == 0 || list.len() < best.len() {
                     best = list;
                 }
             }
             best
         };
-        candidates.iter().copied().filter(|&id| sel.matches(self.identities[id as usize].labels)).collect()
+        candidates.iter().copied().filter(|&id| sel.matches(&self.identities[id as usize].labels)).collect()
     }
 
-    fn resolve_peer(&mut self, policy_ns: usize, peer: &'m Peer) -> Rc<ResolvedPeer> {
-        // Only a bare podSelector depends on the policy's namespace.
-        let key = (matches!(peer, Peer::Pods(_)).then_some(policy_ns), peer);
-        if let Some(r) = self.peers.get(&key) {
-            return r.clone();
-        }
-        let model = self.model;
-        let matching_namespaces = |sel: &Selector| {
-            model.namespaces.iter().enumerate().filter(|(_, n)| sel.matches(&n.labels)).map(|(i, _)| i).collect::<Vec<_>>()
-        };
-        let ids: Vec<u32> = match peer {
-            Peer::Pods(sel) => self.select(policy_ns, sel),
-            Peer::Namespaces(ns_sel) => matching_namespaces(ns_sel)
-                .into_iter()
-                .flat_map(|ns| self.ns_identities[ns].iter().copied())
-                .collect(),
+    /// Namespaces matching `sel`, in order.
+    fn matching_namespaces(model: &Model, sel: &Selector) -> Vec<usize> {
+        model.namespaces.iter().enumerate().filter(|(_, n)| sel.matches(&n.labels)).map(|(i, _)| i).collect()
+    }
+
+    /// Whether selector peer `key` takes the identity `id`.
+    fn peer_takes(&self, model: &Model, key: &PeerKey, id: u32) -> bool {
+        let ident = &self.identities[id as usize];
+        match &key.1 {
+            Peer::Pods(sel) => key.0 == Some(ident.namespace) && sel.matches(&ident.labels),
+            Peer::Namespaces(ns) => ns.matches(&model.namespaces[ident.namespace].labels),
             Peer::NamespacesAndPods { namespaces, pods } => {
-                matching_namespaces(namespaces).into_iter().flat_map(|ns| self.select(ns, pods)).collect()
+                namespaces.matches(&model.namespaces[ident.namespace].labels) && pods.matches(&ident.labels)
             }
-            Peer::IpBlock(b) => {
-                let remote = Remote::Addresses(self.b.add_address_set(block_set(b)));
-                let r = Rc::new(ResolvedPeer { identities: None, remote });
-                self.peers.insert(key, r.clone());
-                return r;
+            Peer::IpBlock(_) => false,
+        }
+    }
+
+    /// Resolve (once) the peer `peer` of a policy of namespace `policy_ns`; its index.
+    fn resolve_peer(&mut self, model: &Model, policy_ns: usize, peer: &Peer) -> u32 {
+        // Only a bare podSelector depends on the policy's namespace.
+        let ns_key = matches!(peer, Peer::Pods(_)).then_some(policy_ns);
+        if let Some(&i) = self.peer_ids.get(&PeerKeyRef(ns_key, peer)) {
+            return i;
+        }
+        let (identities, remote) = match peer {
+            Peer::IpBlock(b) => (None, Remote::Addresses(self.b.add_address_set(block_set(b)))),
+            _ => {
+                let ids: Vec<u32> = match peer {
+                    Peer::Pods(sel) => self.select(policy_ns, sel),
+                    Peer::Namespaces(ns_sel) => Self::matching_namespaces(model, ns_sel)
+                        .into_iter()
+                        .flat_map(|ns| self.ns_identities[ns].iter().copied())
+                        .collect(),
+                    Peer::NamespacesAndPods { namespaces, pods } => Self::matching_namespaces(model, namespaces)
+                        .into_iter()
+                        .flat_map(|ns| self.select(ns, pods))
+                        .collect(),
+                    Peer::IpBlock(_) => unreachable!(),
+                };
+                (Some(ids.clone()), self.selector_remote(model, policy_ns, peer, ids))
             }
         };
-        // A peer that takes whole namespaces is matched on the remote's namespace: one
-        // entry per namespace instead of one per identity.
+        let i = self.peers.len() as u32;
+        let key = PeerKey(ns_key, peer.clone());
+        self.peers.push(PeerState { key: key.clone(), identities, remote, users: HashSet::new(), named_users: HashSet::new() });
+        self.peer_ids.insert(key, i);
+        i
+    }
+
+    /// What the snapshot matches for a selector peer with identities `ids`. A peer that
+    /// takes whole namespaces is matched on the remote's namespace: one entry per
+    /// namespace instead of one per identity.
+    fn selector_remote(&mut self, model: &Model, policy_ns: usize, peer: &Peer, ids: Vec<u32>) -> Remote {
         let whole_namespaces: Option<Vec<u32>> = match peer {
             Peer::Pods(sel) if sel.is_empty() => Some(vec![policy_ns as u32]),
-            Peer::Namespaces(ns_sel) => Some(matching_namespaces(ns_sel).into_iter().map(|n| n as u32).collect()),
+            Peer::Namespaces(ns_sel) => Some(Self::matching_namespaces(model, ns_sel).into_iter().map(|n| n as u32).collect()),
             Peer::NamespacesAndPods { namespaces, pods } if pods.is_empty() => {
-                Some(matching_namespaces(namespaces).into_iter().map(|n| n as u32).collect())
+                Some(Self::matching_namespaces(model, namespaces).into_iter().map(|n| n as u32).collect())
             }
             _ => None,
         };
-        let remote = match whole_namespaces {
+        match whole_namespaces {
             Some(ns) => Remote::Namespaces(self.b.add_identity_set(ns)),
-            None => Remote::Identities(self.b.add_identity_set(ids.clone())),
-        };
-        let resolved = ResolvedPeer { remote, identities: Some(ids) };
-        let r = Rc::new(resolved);
-        self.peers.insert(key, r.clone());
-        r
+            None => Remote::Identities(self.b.add_identity_set(ids)),
+        }
     }
 
     /// Entries for an egress rule with a named port: each destination pod among the
     /// peer's candidates at the port its container declares under that name. Selector
     /// and any peers name identities (all pods of one identity declare the same ports);
     /// an ipBlock peer names the addresses of the pods inside it.
-    fn named_remote(&mut self, peer: Option<&'m Peer>, resolved: Option<&ResolvedPeer>, protocol: Protocol, name: &'m str) -> Vec<(Remote, PortMatch)> {
-        let model = self.model;
+    fn named_remote(&mut self, model: &Model, peer: Option<u32>, protocol: Protocol, name: &str) -> Vec<(Remote, PortMatch)> {
         let proto = protocol.number();
         let ports = |m: u16| PortMatch::Ports { proto, lo: m, hi: m };
         let mut by_port: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
-        if let Some(ids) = resolved.and_then(|r| r.identities.as_ref()) {
+        let selector_ids = peer.and_then(|i| self.peers[i as usize].identities.as_ref());
+        if let Some(ids) = selector_ids {
             for &id in ids {
-                let pod = &model.pods[self.identities[id as usize].pods[0] as usize];
-                for port in pod.resolve_port(name, protocol) {
-                    by_port.entry(port).or_default().push(id);
+                let ident = &self.identities[id as usize];
+                for cp in ident.named_ports.iter().filter(|c| c.name == name && c.protocol == protocol) {
+                    by_port.entry(cp.port).or_default().push(id);
                 }
             }
         } else {
-            for &(id, port) in self.named.get(&(name, protocol)).map(|v| v.as_slice()).unwrap_or(&[]) {
+            for &(id, port) in self.named.get(&(name.to_owned(), protocol)).map(|v| v.as_slice()).unwrap_or(&[]) {
                 by_port.entry(port).or_default().push(id);
             }
         }
+        let block = match peer.map(|i| &self.peers[i as usize].key.1) {
+            Some(Peer::IpBlock(b)) => Some(b.clone()),
+            _ => None,
+        };
         let mut out = Vec::new();
         for (port, ids) in by_port {
-            let remote = match peer {
-                Some(Peer::IpBlock(block)) => {
+            let remote = match &block {
+                Some(block) => {
                     let addrs = ids
                         .iter()
                         .flat_map(|&id| self.identities[id as usize].pods.iter())
@@ -233,22 +433,24 @@ impl<'m> Compiler<'m> {
                     }
                     Remote::Addresses(self.b.add_address_set(set))
                 }
-                _ => Remote::Identities(self.b.add_identity_set(ids)),
+                None => Remote::Identities(self.b.add_identity_set(ids)),
             };
             out.push((remote, ports(port)));
         }
         out
     }
 
-    /// Rules of policy `pi` for direction `d`, registering their names.
-    fn policy_rules(&mut self, pi: usize, d: Direction) -> Vec<SubRule> {
-        let model = self.model;
+    /// The (name, allows) of every rule of policy `pi` for direction `d`, in order,
+    /// recording which peers they depend on.
+    fn policy_rules(&mut self, model: &Model, pi: usize, d: Direction) -> Vec<(String, RuleOrigin, Allows)> {
         let pol = &model.policies[pi];
         let ns_name = &model.namespaces[pol.namespace].name;
+        let user: User = (pi as u32, dir_index(d));
         let mut out = Vec::new();
         for (ri, rule) in pol.rules(d).iter().enumerate() {
             let peers: Vec<Option<(usize, &Peer)>> =
                 if rule.peers.is_empty() { vec![None] } else { rule.peers.iter().enumerate().map(Some).collect() };
+            let named_egress = d == Direction::Egress && rule.ports.iter().any(|p| matches!(p.port, PortRef::Named(_)));
             for peer in peers {
                 let kind = match peer.map(|(_, p)| p) {
                     None => PeerKind::Any,
@@ -257,15 +459,24 @@ impl<'m> Compiler<'m> {
                     Some(Peer::NamespacesAndPods { .. }) => PeerKind::NamespaceAndPodSelector,
                     Some(Peer::IpBlock(b)) => PeerKind::IpBlockCidr(&b.cidr_text),
                 };
-                let resolved = peer.map(|(_, p)| self.resolve_peer(pol.namespace, p));
-                let remote = resolved.as_ref().map_or(Remote::Any, |r| r.remote);
+                let resolved = peer.map(|(_, p)| self.resolve_peer(model, pol.namespace, p));
+                if let Some(i) = resolved {
+                    let state = &mut self.peers[i as usize];
+                    state.users.insert(user);
+                    if named_egress {
+                        state.named_users.insert(user);
+                        if matches!(state.key.1, Peer::IpBlock(_)) {
+                            self.named_block_users.insert(user);
+                        }
+                    }
+                }
+                let remote = resolved.map_or(Remote::Any, |i| self.peers[i as usize].remote);
                 let peer_idx = peer.map(|(i, _)| i);
                 let ports: Vec<Option<usize>> =
                     if rule.ports.is_empty() { vec![None] } else { (0..rule.ports.len()).map(Some).collect() };
                 for port_idx in ports {
                     let name = cn2::rule_name(ns_name, &pol.name, d, ri, kind, peer_idx.unwrap_or(0), port_idx.unwrap_or(0));
-                    let id = self.b.add_rule(&name);
-                    self.origins.push(RuleOrigin::Policy { policy: pi, direction: d, rule: ri, peer: peer_idx, port: port_idx });
+                    let origin = RuleOrigin::Policy { policy: pi, direction: d, rule: ri, peer: peer_idx, port: port_idx };
                     let allows = match port_idx.map(|i| &rule.ports[i]) {
                         None => Allows::Fixed(vec![(remote, PortMatch::Any)]),
                         Some(spec) => {
@@ -276,120 +487,159 @@ impl<'m> Compiler<'m> {
                                 PortRef::Named(n) if d == Direction::Ingress => {
                                     Allows::NamedLocal { remote, protocol: spec.protocol, name: n.clone() }
                                 }
-                                PortRef::Named(n) => Allows::Fixed(self.named_remote(
-                                    peer.map(|(_, p)| p),
-                                    resolved.as_deref(),
-                                    spec.protocol,
-                                    n,
-                                )),
+                                PortRef::Named(n) => {
+                                    if resolved.is_none() {
+                                        self.named_any_users.entry((n.clone(), spec.protocol)).or_default().insert(user);
+                                    }
+                                    Allows::Fixed(self.named_remote(model, resolved, spec.protocol, n))
+                                }
                             }
                         }
                     };
-                    out.push(SubRule { rule: id, allows });
+                    out.push((name, origin, allows));
                 }
             }
         }
         out
     }
 
-    fn run(mut self) -> Compiled {
-        let model = self.model;
-        // 1. Rules, in policy order (ingress then egress of each policy).
-        let mut rules: Vec<[Vec<SubRule>; 2]> = Vec::with_capacity(model.policies.len());
-        for pi in 0..model.policies.len() {
-            let ingress = self.policy_rules(pi, Direction::Ingress);
-            let egress = self.policy_rules(pi, Direction::Egress);
-            rules.push([ingress, egress]);
-        }
-        // 2. Isolation (default-deny) rules, per namespace and direction in force.
-        let mut isolation: Vec<[Option<RuleId>; 2]> = vec![[None, None]; model.namespaces.len()];
-        for pol in &model.policies {
-            for (di, d) in DIRECTIONS.iter().enumerate() {
-                if pol.isolates(*d) {
-                    isolation[pol.namespace][di] = Some(0);
+    /// Compile policy `pi` (the next slot) into a new block of rule ids at the end.
+    fn add_policy_block(&mut self, model: &Model, pi: usize) {
+        debug_assert_eq!(pi, self.blocks.len());
+        let ingress = self.policy_rules(model, pi, Direction::Ingress);
+        let egress = self.policy_rules(model, pi, Direction::Egress);
+        let n = (ingress.len() + egress.len()) as u32;
+        let cap = if self.slack { n + n.max(4) } else { n };
+        let start = self.next_rule;
+        let mut subrules: [Vec<SubRule>; 2] = [Vec::new(), Vec::new()];
+        for (di, list) in [ingress, egress].into_iter().enumerate() {
+            for (name, origin, allows) in list {
+                let rule = self.add_rule(&name);
+                if !self.slack {
+                    self.origins.push(origin);
                 }
+                subrules[di].push(SubRule { rule, allows });
             }
         }
-        for (ni, ns) in model.namespaces.iter().enumerate() {
-            for (di, d) in DIRECTIONS.iter().enumerate() {
-                if isolation[ni][di].is_some() {
-                    let id = self.b.add_rule(&cn2::isolation_rule_name(&ns.name, *d));
-                    self.origins.push(RuleOrigin::Isolation { namespace: ni, direction: *d });
-                    isolation[ni][di] = Some(id);
-                }
-            }
+        for _ in n..cap {
+            self.add_rule("");
         }
-        // 3. Which policies isolate each endpoint pod, per direction.
-        let mut selecting: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; model.pods.len()];
-        for (pi, pol) in model.policies.iter().enumerate() {
-            if !pol.isolates_ingress && !pol.isolates_egress {
-                continue;
-            }
-            for id in self.select(pol.namespace, &pol.pod_selector) {
-                for &p in &self.identities[id as usize].pods {
-                    for (di, d) in DIRECTIONS.iter().enumerate() {
-                        if pol.isolates(*d) {
-                            selecting[p as usize][di].push(pi as u32);
-                        }
-                    }
-                }
-            }
+        self.blocks.push(Block { start, cap, ingress: subrules[0].len() as u32, egress: subrules[1].len() as u32 });
+        self.rules.push(subrules);
+        self.policy_sets.push(Vec::new());
+        self.ns_policies[model.policies[pi].namespace].push(pi as u32);
+    }
+
+    fn add_rule(&mut self, name: &str) -> RuleId {
+        let id = self.b.add_rule(name);
+        debug_assert_eq!(id, self.next_rule);
+        self.next_rule += 1;
+        id
+    }
+
+    /// The isolation rule of namespace `ns` for direction `di`, registered on first use.
+    fn isolation_rule(&mut self, model: &Model, ns: usize, di: usize) -> RuleId {
+        if let Some(id) = self.isolation[ns][di] {
+            return id;
         }
-        let named_local: Vec<bool> =
-            rules.iter().map(|r| r[0].iter().any(|s| matches!(s.allows, Allows::NamedLocal { .. }))).collect();
-        // 4. Node ids, then endpoints with shared rule sets.
-        let node_ids: Vec<u32> = model.nodes.iter().map(|n| self.b.add_node(&n.addrs)).collect();
-        let mut sets: HashMap<(usize, Vec<u32>, Vec<(Protocol, &str, u16)>), u32> = HashMap::new();
+        let id = self.add_rule(&cn2::isolation_rule_name(&model.namespaces[ns].name, DIRECTIONS[di]));
+        if !self.slack {
+            self.origins.push(RuleOrigin::Isolation { namespace: ns, direction: DIRECTIONS[di] });
+        }
+        self.isolation[ns][di] = Some(id);
+        id
+    }
+
+    /// The rule set for `key`, registered on first use; its index in `sets`.
+    fn set_for(&mut self, key: SetKey) -> u32 {
+        if let Some(&s) = self.set_ids.get(&key) {
+            return s;
+        }
+        let rule_set = self.build_set(&key);
+        let s = self.sets.len() as u32;
+        for &p in &key.policies {
+            self.policy_sets[p as usize].push(s);
+        }
+        self.set_ids.insert(key.clone(), s);
+        self.sets.push(SetState { key, rule_set, pods: Vec::new(), live: true });
+        s
+    }
+
+    /// Register the rule set of `key` with the builder, from its policies' current rules.
+    fn build_set(&mut self, key: &SetKey) -> RuleSetId {
         let mut entries: Vec<RuleSetEntry> = Vec::new();
-        for (i, pod) in model.pods.iter().enumerate() {
-            if !pod.is_endpoint() {
+        for &p in &key.policies {
+            for sub in &self.rules[p as usize][key.dir as usize] {
+                match &sub.allows {
+                    Allows::Fixed(es) => {
+                        entries.extend(es.iter().map(|&(remote, ports)| RuleSetEntry { rule: sub.rule, remote, ports }))
+                    }
+                    Allows::NamedLocal { remote, protocol, name } => {
+                        let proto = protocol.number();
+                        entries.extend(key.sig.iter().filter(|(pr, n, _)| pr == protocol && n == name).map(|&(_, _, port)| {
+                            RuleSetEntry { rule: sub.rule, remote: *remote, ports: PortMatch::Ports { proto, lo: port, hi: port } }
+                        }))
+                    }
+                }
+            }
+        }
+        self.b.add_rule_set(&entries)
+    }
+
+    /// Put endpoint pod `pod` into the rule sets of its selecting policies (per
+    /// direction, in policy order).
+    fn join_sets(&mut self, model: &Model, pod: usize, selecting: [Vec<u32>; 2]) {
+        let p = &model.pods[pod];
+        for (di, policies) in selecting.into_iter().enumerate() {
+            if policies.is_empty() {
+                self.pod_sets[pod][di] = NONE;
                 continue;
             }
-            let mut iso = [Isolation::Open, Isolation::Open];
-            for di in 0..2 {
-                let policies = &selecting[i][di];
-                if policies.is_empty() {
-                    continue;
-                }
-                let sig: Vec<(Protocol, &str, u16)> = if di == 0 && policies.iter().any(|&p| named_local[p as usize]) {
-                    pod.named_ports.iter().map(|c| (c.protocol, c.name.as_str(), c.port)).collect()
-                } else {
-                    Vec::new()
-                };
-                let key = (di, policies.clone(), sig);
-                let set = match sets.get(&key) {
-                    Some(&s) => s,
-                    None => {
-                        entries.clear();
-                        for &p in policies {
-                            for sub in &rules[p as usize][di] {
-                                match &sub.allows {
-                                    Allows::Fixed(es) => entries.extend(
-                                        es.iter().map(|&(remote, ports)| RuleSetEntry { rule: sub.rule, remote, ports }),
-                                    ),
-                                    Allows::NamedLocal { remote, protocol, name } => {
-                                        let proto = protocol.number();
-                                        entries.extend(pod.resolve_port(name, *protocol).map(|port| RuleSetEntry {
-                                            rule: sub.rule,
-                                            remote: *remote,
-                                            ports: PortMatch::Ports { proto, lo: port, hi: port },
-                                        }))
-                                    }
-                                }
-                            }
-                        }
-                        let s = self.b.add_rule_set(&entries);
-                        sets.insert(key, s);
-                        s
-                    }
-                };
-                let default_rule = isolation[pod.namespace][di].expect("isolating policy registered its namespace");
-                iso[di] = Isolation::Isolated { rules: set, default_rule };
-            }
-            let node = pod.node.map(|n| node_ids[n]);
-            self.b.add_endpoint(&pod.addrs, self.pod_identity[i], node, iso[0], iso[1]);
+            let named_local =
+                di == 0 && policies.iter().any(|&q| self.rules[q as usize][0].iter().any(|s| matches!(s.allows, Allows::NamedLocal { .. })));
+            let sig = if named_local {
+                p.named_ports.iter().map(|c| (c.protocol, c.name.clone(), c.port)).collect()
+            } else {
+                Vec::new()
+            };
+            let s = self.set_for(SetKey { dir: di as u8, policies, sig });
+            self.sets[s as usize].pods.push(pod as u32);
+            self.pod_sets[pod][di] = s;
         }
-        Compiled { snapshot: self.b.build(), origins: self.origins }
+    }
+
+    /// Register or update the snapshot endpoint of pod `pod`; `old_addrs` are the
+    /// addresses it was last registered with.
+    fn write_endpoint(&mut self, model: &Model, pod: usize, old_addrs: &[std::net::IpAddr]) {
+        let p = &model.pods[pod];
+        let mut iso = [Isolation::Open, Isolation::Open];
+        for di in 0..2 {
+            let s = self.pod_sets[pod][di];
+            if s != NONE {
+                let default_rule = self.isolation[p.namespace][di].expect("isolating policy registered its namespace");
+                iso[di] = Isolation::Isolated { rules: self.sets[s as usize].rule_set, default_rule };
+            }
+        }
+        let node = p.node.map(|n| self.node_ids[n]);
+        let endpoint = p.is_endpoint();
+        let addrs: &[std::net::IpAddr] = if endpoint { &p.addrs } else { &[] };
+        let identity = self.pod_identity[pod];
+        match self.pod_endpoint[pod] {
+            NONE if endpoint => self.pod_endpoint[pod] = self.b.add_endpoint(addrs, identity, node, iso[0], iso[1]),
+            NONE => {}
+            e => {
+                // A pod that stopped being an endpoint keeps a registered identity, unreachable.
+                let identity = if identity == NONE { 0 } else { identity };
+                self.b.update_endpoint(e, old_addrs, addrs, identity, node, iso[0], iso[1]);
+            }
+        }
+    }
+}
+
+fn dir_index(d: Direction) -> u8 {
+    match d {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
     }
 }
 

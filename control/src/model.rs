@@ -336,6 +336,65 @@ impl Model {
         Ok(m)
     }
 
+    /// Resolve one pod for an incremental update, or `None` when its namespace is not
+    /// known yet (resolving it would synthesise one; the caller recompiles whole then).
+    pub(crate) fn resolve_pod_update(&mut self, pod: &Sourced<k8s_openapi::api::core::v1::Pod>) -> Option<Result<Pod, ModelError>> {
+        self.namespace_id(pod.object.metadata.namespace.as_deref().unwrap_or("default"))?;
+        let nodes: HashMap<String, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        Some(self.resolve_pod(pod, &nodes))
+    }
+
+    /// Like [`resolve_pod_update`](Self::resolve_pod_update), for a policy.
+    pub(crate) fn resolve_policy_update(
+        &mut self,
+        pol: &Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    ) -> Option<Result<Policy, ModelError>> {
+        self.namespace_id(pol.object.metadata.namespace.as_deref().unwrap_or("default"))?;
+        Some(self.resolve_policy(pol))
+    }
+
+    /// Put `pod` in slot `slot` (a new slot at the end when `slot == pods.len()`),
+    /// returning what was there. Address ownership follows the slot; the caller makes
+    /// sure no other endpoint claims the same addresses.
+    pub(crate) fn set_pod(&mut self, slot: usize, pod: Pod) -> Option<Pod> {
+        let old = if slot == self.pods.len() {
+            self.pods.push(pod);
+            None
+        } else {
+            Some(std::mem::replace(&mut self.pods[slot], pod))
+        };
+        if let Some(o) = &old {
+            if self.pod_index.get(&(o.namespace, o.name.clone())) == Some(&slot) {
+                self.pod_index.remove(&(o.namespace, o.name.clone()));
+            }
+            for a in &o.addrs {
+                if self.addr_index.get(a) == Some(&slot) {
+                    self.addr_index.remove(a);
+                }
+            }
+        }
+        let p = &self.pods[slot];
+        if !p.name.is_empty() {
+            self.pod_index.entry((p.namespace, p.name.clone())).or_insert(slot);
+        }
+        if p.is_endpoint() {
+            for a in &p.addrs {
+                self.addr_index.entry(*a).or_insert(slot);
+            }
+        }
+        old
+    }
+
+    /// Put `policy` in slot `slot` (a new slot at the end when `slot == policies.len()`).
+    pub(crate) fn set_policy(&mut self, slot: usize, policy: Policy) -> Option<Policy> {
+        if slot == self.policies.len() {
+            self.policies.push(policy);
+            None
+        } else {
+            Some(std::mem::replace(&mut self.policies[slot], policy))
+        }
+    }
+
     fn namespace_or_synthesise(&mut self, name: &str) -> usize {
         if let Some(&i) = self.namespace_index.get(name) {
             return i;

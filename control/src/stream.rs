@@ -45,7 +45,7 @@ pub enum Kind {
 }
 
 /// One decoded event about a kind palisade cares about.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Namespace(Namespace),
     Node(Node),
@@ -54,7 +54,7 @@ pub enum Object {
 }
 
 impl Object {
-    fn kind(&self) -> Kind {
+    pub fn kind(&self) -> Kind {
         match self {
             Object::Namespace(_) => Kind::Namespace,
             Object::Node(_) => Kind::Node,
@@ -63,7 +63,7 @@ impl Object {
         }
     }
 
-    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Object::Namespace(o) => &o.metadata,
             Object::Node(o) => &o.metadata,

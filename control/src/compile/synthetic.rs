@@ -13,15 +13,33 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value, doc: usize) -> Sourced<T> {
     Sourced { object: serde_json::from_value(v).expect("synthetic object"), source: Source { file: "synthetic.yaml".into(), doc } }
 }
 
+/// A tiny deterministic xorshift generator for synthetic clusters and tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
 /// Deterministic cluster with `pods` pods and `policies` policies (`seed` varies labels).
 pub fn cluster(pods: usize, policies: usize, seed: u64) -> Cluster {
-    let mut rng = seed | 1;
-    let mut next = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n.max(1) as u64) as usize
-    };
+    let mut rng = Rng::new(seed);
+    let mut next = move |n: usize| rng.below(n);
     let namespaces = (pods / 250).max(4);
     let nodes = (pods / 100).max(1);
     let apps_per_ns = 10;
@@ -78,8 +96,8 @@ pub fn cluster(pods: usize, policies: usize, seed: u64) -> Cluster {
             }),
             3 => json!({
                 "podSelector": {"matchLabels": {"app": format!("a{app}")}},
-                "ingress": [{"from": [{"ipBlock": {"cidr": format!("172.{}.0.0/16", 16 + next(16)),
-                                                   "except": [format!("172.{}.1.0/24", 16 + next(16))]}}],
+                "ingress": [{"from": [{"ipBlock": {"cidr": format!("172.{}.0.0/16", 16 + peer_app),
+                                                   "except": [format!("172.{}.{}.0/24", 16 + peer_app, next(256))]}}],
                              "ports": [{"port": 443}]}]
             }),
             4 => json!({
