@@ -123,3 +123,25 @@ fn split(frames: &[Vec<u8>]) -> ((u64, u64), (u64, u64)) {
     }
     (f, r)
 }
+
+/// Run as an unprivileged user, `palisade run` stops before EAL and says what is missing.
+#[test]
+fn unprivileged_run_fails_before_eal_saying_what_is_missing() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to drop to an unprivileged user");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN])
+        .args(["run", "--no-huge", "--port", "net_null0", "--port", "net_null1", "--metrics-addr", "off"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("must run as root or with CAP_NET_ADMIN") && err.contains("uid 65534"), "{err}");
+    assert!(!err.contains("EAL"), "EAL must not have started: {err}");
+}

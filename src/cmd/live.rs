@@ -397,7 +397,8 @@ impl PodNames {
     }
 }
 
-/// Refreshes the per-rule drop totals every `COLLECT_EVERY` until dropped.
+/// Remembers each published snapshot (checked every 50 ms) and refreshes the per-rule
+/// drop totals every `COLLECT_EVERY`, until dropped.
 pub struct Collector {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -412,6 +413,8 @@ impl Collector {
             let mut waited = Duration::ZERO;
             while !s.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
+                // Every published snapshot is seen, to name its rules later.
+                live.observe(None);
                 waited += tick;
                 if waited >= COLLECT_EVERY {
                     waited = Duration::ZERO;

@@ -352,19 +352,21 @@ fn check_privileges(no_huge: bool) -> Result<()> {
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
     let euid: Option<u32> = field("Uid:").and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()));
     let cap_eff = field("CapEff:").and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0);
-    privilege_problem(euid.unwrap_or(0), cap_eff, no_huge).map_or(Ok(()), |m| Err(anyhow::anyhow!(m)))
+    let no_hugepages = !no_huge && host::check_hugepages().is_err();
+    privilege_problem(euid.unwrap_or(0), cap_eff, no_hugepages).map_or(Ok(()), |m| Err(anyhow::anyhow!(m)))
 }
 
-/// What is missing to run, if anything (`cap_eff`: the effective capability mask).
-pub fn privilege_problem(euid: u32, cap_eff: u64, no_huge: bool) -> Option<String> {
+/// What is missing to run, if anything (`cap_eff`: the effective capability mask;
+/// `no_hugepages`: hugepages are wanted and none are free).
+pub fn privilege_problem(euid: u32, cap_eff: u64, no_hugepages: bool) -> Option<String> {
     const CAP_NET_ADMIN: u64 = 1 << 12;
     if euid == 0 || cap_eff & CAP_NET_ADMIN != 0 {
         return None;
     }
-    let memory = if no_huge {
-        String::new()
-    } else {
+    let memory = if no_hugepages {
         " It also needs free hugepages (reserve them with hugepage-setup) or --no-huge.".to_owned()
+    } else {
+        String::new()
     };
     Some(format!(
         "palisade run must run as root or with CAP_NET_ADMIN (DPDK takes over network devices and \
@@ -683,11 +685,11 @@ log-denied = true
 
     #[test]
     fn non_root_without_cap_net_admin_is_told_what_is_missing() {
-        assert_eq!(privilege_problem(0, 0, false), None);
-        assert_eq!(privilege_problem(1000, 1 << 12, false), None);
-        let e = privilege_problem(1000, 0, false).unwrap();
-        assert!(e.contains("root or with CAP_NET_ADMIN") && e.contains("uid 1000") && e.contains("hugepages") && e.contains("--no-huge"), "{e}");
+        assert_eq!(privilege_problem(0, 0, true), None);
+        assert_eq!(privilege_problem(1000, 1 << 12, true), None);
         let e = privilege_problem(1000, 0, true).unwrap();
+        assert!(e.contains("root or with CAP_NET_ADMIN") && e.contains("uid 1000") && e.contains("hugepages") && e.contains("--no-huge"), "{e}");
+        let e = privilege_problem(1000, 0, false).unwrap();
         assert!(!e.contains("hugepages"), "{e}");
     }
 
