@@ -5,13 +5,13 @@
 
 #[path = "common/replay.rs"]
 mod replay;
-#[path = "common/live.rs"]
-mod live;
+#[path = "common/appliance.rs"]
+mod appliance;
 
 use std::process::{Command, Stdio};
 
 use dataplane::pipeline::pcap;
-use live::{counter, Appliance, BIN};
+use appliance::{counter, Appliance, BIN};
 use replay::{lab_manifests, sock, tcp_connection};
 
 #[test]

@@ -5,8 +5,8 @@
 
 #[path = "common/replay.rs"]
 mod replay;
-#[path = "common/live.rs"]
-mod live;
+#[path = "common/appliance.rs"]
+mod appliance;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -15,7 +15,7 @@ use std::process::Stdio;
 
 use dataplane::pipeline::craft::{self, L4};
 use dataplane::pipeline::pcap;
-use live::Appliance;
+use appliance::Appliance;
 use replay::{lab_manifests, sock, tcp_connection};
 
 /// `GET /metrics`, parsed into `name{labels}` → value (OpenMetrics text).

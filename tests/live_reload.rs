@@ -5,15 +5,15 @@
 //! every swap re-decides the flow exactly once; and at the end every packet received
 //! is either transmitted or a policy drop — nothing lost, nothing misclassified.
 
-#[path = "common/live.rs"]
-mod live;
+#[path = "common/appliance.rs"]
+mod appliance;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Stdio;
 
 use dataplane::pipeline::{craft, pcap};
-use live::{counter, Appliance};
+use appliance::{counter, Appliance};
 
 const SWAPS: u64 = 100;
 
