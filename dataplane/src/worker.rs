@@ -17,6 +17,11 @@
 //! `run_workers(&eal, &ports, drop_sink, filters, &WorkerConfig, &RunLimits, stop)` is
 //! the same loop over ports you opened yourself (tests use ring-backed ports).
 //!
+//! While it runs, `run_live` / `run_workers_live` also publish into a `LiveStats` the
+//! control plane reads at any time: each worker stores its totals (rx, tx, drops, busy
+//! cycles) into its own cache line once per round that moved packets, relaxed; the main
+//! lcore copies the ports' `rte_eth_stats` every `PORT_STATS_EVERY`.
+//!
 //! - Wire mode joins ports in pairs as a bump in the wire: 0↔1, 2↔3, ...
 //! - Bridge mode makes all ports one learning L2 segment (`l2::MacTable`).
 //! - `drop_sink`: when set, frames the filter refuses are transmitted on that port
