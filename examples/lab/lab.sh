@@ -19,12 +19,15 @@
 #   lab so the kernel adds no link-local addresses and sends no chatter.
 #
 # Story, each phase a full matrix: every host curls every other host's
-# `python3 -m http.server` on TCP 80 (connect timeout 2 s):
+# `python3 -m http.server` on TCP 80 (connect timeout 2 s), plus three probes on 8080
+# (client1-dev → webserver-dev, webserver-dev → dbserver-dev, client-qa → client-jtac)
+# to show that the rules' port counts:
 #   no policy  everyone reaches everyone;
-#   policy1    webserver-dev:80 only from client1-dev, client-jtac and cent222, and
-#              webserver-dev itself reaches only dbserver-dev:80;
-#   policy2    also dbserver-dev:80 only from webserver-dev, and dbserver-dev opens
-#              nothing; every other pair still talks.
+#   policy1    webserver-dev:80 only from client1-dev, client-jtac and cent222, its
+#              other ports from nobody, and webserver-dev itself reaches only
+#              dbserver-dev:80;
+#   policy2    also dbserver-dev only from webserver-dev and only on 80, and
+#              dbserver-dev opens nothing; every other pair still talks.
 # Policies are applied live: the file is moved into the directory palisade watches and
 # the script waits for palisade to publish the next snapshot generation. At the end
 # `palisade flows --action drop` must show a denied flow as D(FwPolicy) with its rule,
@@ -255,15 +258,24 @@ for i in "${!HOSTS[@]}"; do
     ip -n "$ns" addr add "${IP[$h]}/32" dev eth0
     ip -n "$ns" link set eth0 up
     for prefix in "${PREFIXES[@]}"; do ip -n "$ns" route add "$prefix" dev eth0; done
-    (cd "$WORK/www" && exec ip netns exec "$ns" python3 -m http.server 80 --bind "${IP[$h]}") >/dev/null 2>&1 9>&- &
+done
+# Web servers: every host on TCP 80; the two servers and client-jtac also on 8080, to
+# show that a rule's port is part of what it allows.
+SERVERS=()
+for h in "${HOSTS[@]}"; do SERVERS+=("$h 80"); done
+SERVERS+=("webserver-dev 8080" "dbserver-dev 8080" "client-jtac 8080")
+for server in "${SERVERS[@]}"; do
+    read -r h port <<<"$server"
+    (cd "$WORK/www" && exec ip netns exec "$P-$h" python3 -m http.server "$port" --bind "${IP[$h]}") >/dev/null 2>&1 9>&- &
     started $!
 done
-for h in "${HOSTS[@]}"; do
+for server in "${SERVERS[@]}"; do
+    read -r h port <<<"$server"
     for _ in $(seq 1 100); do
-        ip netns exec "$P-$h" ss -Hltn "src ${IP[$h]}:80" | grep -q . && break
+        ip netns exec "$P-$h" ss -Hltn "src ${IP[$h]}:$port" | grep -q . && break
         sleep 0.1
     done
-    ip netns exec "$P-$h" ss -Hltn "src ${IP[$h]}:80" | grep -q . || die "the web server in $P-$h did not start"
+    ip netns exec "$P-$h" ss -Hltn "src ${IP[$h]}:$port" | grep -q . || die "the web server on $P-$h:$port did not start"
 done
 
 # ---- policy, applied live ----------------------------------------------------------
@@ -290,51 +302,55 @@ apply() { # apply FILE: move it into the watched directory, wait for the next ge
 }
 
 # ---- probes ------------------------------------------------------------------------
-expected() { # expected PHASE SRC DST → reach | timeout: the document's story
-    local phase=$1 src=$2 dst=$3
+# Every ordered pair of hosts on TCP 80, then three on 8080.
+PROBES=()
+for src in "${HOSTS[@]}"; do
+    for dst in "${HOSTS[@]}"; do [ "$src" = "$dst" ] || PROBES+=("$src $dst 80"); done
+done
+PROBES+=("client1-dev webserver-dev 8080" "webserver-dev dbserver-dev 8080" "client-qa client-jtac 8080")
+
+expected() { # expected PHASE SRC DST PORT → reach | timeout: the document's story
+    local phase=$1 src=$2 dst=$3 port=$4
     [ "$phase" = "no-policy" ] && { echo reach; return; }
-    # policy1: webserver-dev is isolated both ways.
+    # policy1: webserver-dev accepts TCP 80 from client1-dev, jtac's pods and cent222,
+    # and opens TCP 80 to dbserver-dev only.
     if [ "$dst" = webserver-dev ]; then
-        case "$src" in client1-dev|client-jtac|cent222) ;; *) echo timeout; return ;; esac
+        case "$src:$port" in client1-dev:80|client-jtac:80|cent222:80) ;; *) echo timeout; return ;; esac
     fi
-    if [ "$src" = webserver-dev ] && [ "$dst" != dbserver-dev ]; then echo timeout; return; fi
-    # policy2: dbserver-dev accepts only webserver-dev and opens nothing.
+    if [ "$src" = webserver-dev ] && [ "$dst:$port" != dbserver-dev:80 ]; then echo timeout; return; fi
+    # policy2: dbserver-dev accepts TCP 80 from webserver-dev only, and opens nothing.
     if [ "$phase" = policy2 ]; then
         [ "$src" = dbserver-dev ] && { echo timeout; return; }
-        [ "$dst" = dbserver-dev ] && [ "$src" != webserver-dev ] && { echo timeout; return; }
+        [ "$dst" = dbserver-dev ] && [ "$src:$port" != webserver-dev:80 ] && { echo timeout; return; }
     fi
     echo reach
 }
 
-probe() { # probe SRC DST → reach | timeout | refused | error-N
+probe() { # probe SRC DST PORT → reach | timeout | refused | error-N
     local rc=0
-    ip netns exec "$P-$1" curl -s --noproxy "*" -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:80/" 9>&- || rc=$?
+    ip netns exec "$P-$1" curl -s --noproxy "*" -o /dev/null --connect-timeout 2 --max-time 5 "http://${IP[$2]}:$3/" 9>&- || rc=$?
     case $rc in 0) echo reach ;; 28) echo timeout ;; 7) echo refused ;; *) echo "error-$rc" ;; esac
 }
 
 PHASES=(no-policy policy1 policy2)
-declare -A EXP OBS
+declare -A EXP OBS                       # keyed "phase,src,dst,port"
 FAIL=0
-run_phase() { # run_phase PHASE: every host probes every other host, all at once
-    local phase=$1 pids=() src dst n=0 denied=0
+run_phase() { # run_phase PHASE: every probe at once, then compare
+    local phase=$1 pids=() p src dst port n=0 denied=0
     mkdir -p "$WORK/probes/$phase"
-    for src in "${HOSTS[@]}"; do
-        for dst in "${HOSTS[@]}"; do
-            [ "$src" = "$dst" ] && continue
-            probe "$src" "$dst" >"$WORK/probes/$phase/$src,$dst" 9>&- &
-            pids+=($!)
-        done
+    for p in "${PROBES[@]}"; do
+        read -r src dst port <<<"$p"
+        probe "$src" "$dst" "$port" >"$WORK/probes/$phase/$src,$dst,$port" 9>&- &
+        pids+=($!)
     done
     wait "${pids[@]}"
-    for src in "${HOSTS[@]}"; do
-        for dst in "${HOSTS[@]}"; do
-            [ "$src" = "$dst" ] && continue
-            EXP[$phase,$src,$dst]="$(expected "$phase" "$src" "$dst")"
-            OBS[$phase,$src,$dst]="$(cat "$WORK/probes/$phase/$src,$dst")"
-            n=$((n + 1))
-            [ "${EXP[$phase,$src,$dst]}" = timeout ] && denied=$((denied + 1))
-            [ "${EXP[$phase,$src,$dst]}" = "${OBS[$phase,$src,$dst]}" ] || FAIL=$((FAIL + 1))
-        done
+    for p in "${PROBES[@]}"; do
+        read -r src dst port <<<"$p"
+        EXP[$phase,$src,$dst,$port]="$(expected "$phase" "$src" "$dst" "$port")"
+        OBS[$phase,$src,$dst,$port]="$(cat "$WORK/probes/$phase/$src,$dst,$port")"
+        n=$((n + 1))
+        [ "${EXP[$phase,$src,$dst,$port]}" = timeout ] && denied=$((denied + 1))
+        [ "${EXP[$phase,$src,$dst,$port]}" = "${OBS[$phase,$src,$dst,$port]}" ] || FAIL=$((FAIL + 1))
     done
     echo "lab: phase $phase: $n probes, $denied expected to time out"
 }
@@ -347,22 +363,20 @@ run_phase policy2
 
 # ---- the table ----------------------------------------------------------------------
 echo
-printf '%-14s %-16s' "" ""
+printf '%-14s %-18s' "" ""
 for phase in "${PHASES[@]}"; do printf ' | %-17s' "$phase"; done
-printf '\n%-14s %-16s' SOURCE DESTINATION
+printf '\n%-14s %-18s' SOURCE DESTINATION
 for _ in "${PHASES[@]}"; do printf ' | %-8s %-8s' expected observed; done
 printf '\n'
-for src in "${HOSTS[@]}"; do
-    for dst in "${HOSTS[@]}"; do
-        [ "$src" = "$dst" ] && continue
-        printf '%-14s %-16s' "$src" "$dst:80"
-        bad=()
-        for phase in "${PHASES[@]}"; do
-            printf ' | %-8s %-8s' "${EXP[$phase,$src,$dst]}" "${OBS[$phase,$src,$dst]}"
-            [ "${EXP[$phase,$src,$dst]}" = "${OBS[$phase,$src,$dst]}" ] || bad+=("$phase")
-        done
-        [ ${#bad[@]} -eq 0 ] && printf '\n' || printf '  ✗ MISMATCH (%s)\n' "${bad[*]}"
+for p in "${PROBES[@]}"; do
+    read -r src dst port <<<"$p"
+    printf '%-14s %-18s' "$src" "$dst:$port"
+    bad=()
+    for phase in "${PHASES[@]}"; do
+        printf ' | %-8s %-8s' "${EXP[$phase,$src,$dst,$port]}" "${OBS[$phase,$src,$dst,$port]}"
+        [ "${EXP[$phase,$src,$dst,$port]}" = "${OBS[$phase,$src,$dst,$port]}" ] || bad+=("$phase")
     done
+    [ ${#bad[@]} -eq 0 ] && printf '\n' || printf '  ✗ MISMATCH (%s)\n' "${bad[*]}"
 done
 echo
 
@@ -377,7 +391,7 @@ for phase in "${PHASES[@]}"; do
     done
 done
 if "$PALISADE" flows --help >/dev/null 2>&1; then
-    probe dbserver-dev client1-dev >"$WORK/probes/last" 9>&- &
+    probe dbserver-dev client1-dev 80 >"$WORK/probes/last" 9>&- &
     last_probe=$!
     sleep 0.5
     FLOWS="$(ip netns exec "$FW" "$PALISADE" flows --control-socket "$SOCKET" --action drop --pod dev/dbserver-dev 2>&1)" ||
@@ -417,7 +431,7 @@ fi
 echo
 
 if [ "$FAIL" -eq 0 ]; then
-    echo "lab: every observation matches the Contrail document ($((${#HOSTS[@]} * (${#HOSTS[@]} - 1) * ${#PHASES[@]})) probes, $SECONDS s)"
+    echo "lab: every observation matches the Contrail document ($((${#PROBES[@]} * ${#PHASES[@]})) probes, $SECONDS s)"
 else
     echo "lab: $FAIL mismatch(es); the last lines of palisade's log:" >&2
     plain_log | grep -v -e multiq -e "rte flow support" -e tap_nl_dump | tail -n 30 >&2
