@@ -30,7 +30,7 @@ fn bad_cases() -> Vec<(PathBuf, PathBuf)> {
 fn every_bad_manifest_gives_its_exact_error() {
     let bless = std::env::var_os("PALISADE_BLESS").is_some();
     let cases = bad_cases();
-    assert_eq!(cases.len(), 20, "corpus size changed: update this count");
+    assert_eq!(cases.len(), 24, "corpus size changed: update this count");
     let mut failures = Vec::new();
     for (manifest, expected_file) in cases {
         let got = match load_valid(&manifest) {

@@ -53,15 +53,50 @@ pub fn read(path: &Path) -> io::Result<Vec<Record>> {
     parse(path, &bytes)
 }
 
-/// How many records a pcap file holds (reads it whole; replay inputs are test-sized).
+/// How many records a pcap file holds, reading only the record headers: counting a
+/// capture costs no memory however large it is (`palisade replay` counts its input).
 pub fn count(path: &Path) -> io::Result<usize> {
-    read(path).map(|records| records.len())
+    let mut file = io::BufReader::new(std::fs::File::open(path)?);
+    let mut header = [0u8; GLOBAL_HEADER_LEN];
+    let got = fill(&mut file, &mut header)?;
+    let (le, _) = global_header(path, &header[..got])?;
+    let mut records = 0;
+    let mut at = GLOBAL_HEADER_LEN;
+    loop {
+        let mut rec = [0u8; RECORD_HEADER_LEN];
+        match fill(&mut file, &mut rec)? {
+            0 => return Ok(records),
+            RECORD_HEADER_LEN => {}
+            _ => return Err(invalid(path, format!("record {records} header cut short at byte {at}"))),
+        }
+        let b = [rec[8], rec[9], rec[10], rec[11]];
+        let caplen = u64::from(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) });
+        if io::copy(&mut (&mut file).take(caplen), &mut io::sink())? < caplen {
+            return Err(invalid(path, format!("record {records} claims {caplen} bytes past the end of the file")));
+        }
+        records += 1;
+        at += RECORD_HEADER_LEN + caplen as usize;
+    }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> io::Result<Vec<Record>> {
-    let Some(header) = bytes.get(..GLOBAL_HEADER_LEN) else {
-        return Err(invalid(path, format!("{} bytes is too short for a pcap header (24 bytes)", bytes.len())));
-    };
+/// Read until `buf` is full or the file ends; how many bytes were read.
+fn fill(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Byte order (little-endian?) and timestamp unit (nanoseconds?) from the global
+/// header, which must be a classic pcap of Ethernet frames.
+fn global_header(path: &Path, header: &[u8]) -> io::Result<(bool, bool)> {
+    if header.len() < GLOBAL_HEADER_LEN {
+        return Err(invalid(path, format!("{} bytes is too short for a pcap header (24 bytes)", header.len())));
+    }
     let word = |at: usize, le: bool| {
         let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
         if le {
@@ -85,6 +120,11 @@ fn parse(path: &Path, bytes: &[u8]) -> io::Result<Vec<Record>> {
     if linktype != LINKTYPE_ETHERNET {
         return Err(invalid(path, format!("link type {linktype} is not Ethernet (1)")));
     }
+    Ok((le, nanos))
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> io::Result<Vec<Record>> {
+    let (le, nanos) = global_header(path, bytes.get(..GLOBAL_HEADER_LEN).unwrap_or(bytes))?;
     let mut records = Vec::new();
     let mut at = GLOBAL_HEADER_LEN;
     while at < bytes.len() {
@@ -135,6 +175,16 @@ mod tests {
         assert_eq!(records, vec![Record { nanos: 2_000_000_005, data: vec![0xaa] }]);
         let err = parse(Path::new("x"), &file[..30]).unwrap_err().to_string();
         assert!(err.contains("record 0 header cut short"), "{err}");
+        let path = std::env::temp_dir().join(format!("palisade-pcap-count-{}", std::process::id()));
+        for (len, expected) in [(file.len(), Ok(1)), (30, Err("record 0 header cut short at byte 24")), (40, Err("record 0 claims 1 bytes past the end"))] {
+            std::fs::write(&path, &file[..len]).unwrap();
+            match (count(&path), expected) {
+                (Ok(n), Ok(e)) => assert_eq!(n, e),
+                (Err(err), Err(e)) => assert!(err.to_string().contains(e), "{err}"),
+                (got, e) => panic!("count of {len} bytes: {got:?}, expected {e:?}"),
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
         let err = parse(Path::new("x"), &file[..40]).unwrap_err().to_string();
         assert!(err.contains("record 0 claims 1 bytes past the end"), "{err}");
         file[..4].copy_from_slice(&PCAPNG_MAGIC.to_le_bytes());
