@@ -108,6 +108,7 @@ fn metrics_scraped_over_http_carry_exact_counts() {
     assert_eq!(get("palisade_flow_inserts_total"), 2.0);
     assert_eq!(get("palisade_flow_expiries_total"), 0.0);
     assert_eq!(get("palisade_flow_table_full_total"), 0.0);
+    assert_eq!(get("palisade_flow_log_dropped_total"), 0.0);
     assert_eq!(get("palisade_drops_total{reason=\"policy\"}"), n(denied.len()));
     assert_eq!(get("palisade_drops_total{reason=\"malformed\"}"), 1.0);
     assert_eq!(get("palisade_drops_total{reason=\"fragment\"}"), 1.0);

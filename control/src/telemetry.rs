@@ -63,6 +63,8 @@ pub struct FlowSample {
     pub expiries: u64,
     /// New flows decided but not inserted because the table was full.
     pub full_events: u64,
+    /// Flow-log records dropped because the log's queue was full.
+    pub log_dropped: u64,
 }
 
 /// Everything the dataplane reports, copied out at scrape time.
@@ -188,6 +190,7 @@ impl<S: SampleSource> Collector for DataplaneCollector<S> {
         single(&mut e, "palisade_flow_inserts", "Flows inserted.", C, s.flows.inserts)?;
         single(&mut e, "palisade_flow_expiries", "Flows aged out or closed.", C, s.flows.expiries)?;
         single(&mut e, "palisade_flow_table_full", "New flows not inserted because the table was full.", C, s.flows.full_events)?;
+        single(&mut e, "palisade_flow_log_dropped", "Flow-log records dropped because the log's queue was full.", C, s.flows.log_dropped)?;
         family(&mut e, "palisade_drops", "Packets dropped, by reason.", C, s.drops_by_reason.iter().map(|(r, v)| (labels([("reason", (*r).to_owned())]), *v)))?;
         family(&mut e, "palisade_policy_drops", "Packets dropped by policy, by deciding rule.", C, s.drops_by_rule.iter().map(|(r, v)| (labels([("rule", r.clone())]), *v)))?;
         Ok(())
@@ -304,7 +307,7 @@ mod tests {
         Sample {
             ports: vec![PortSample { port: "net_tap0".into(), rx_packets: 10, tx_packets: 7, missed: 1, drops: 2, ..Default::default() }],
             workers: vec![WorkerSample { worker: 0, lcore: 1, packets: 4, busy_cycles: 400 }],
-            flows: FlowSample { occupancy: 3, capacity: 1024, inserts: 5, expiries: 2, full_events: 0 },
+            flows: FlowSample { occupancy: 3, capacity: 1024, inserts: 5, expiries: 2, full_events: 0, log_dropped: 4 },
             drops_by_reason: vec![("policy", 3), ("malformed", 1)],
             drops_by_rule: vec![("dev-ingress-default-deny".into(), 3)],
         }
@@ -325,6 +328,7 @@ mod tests {
             "palisade_worker_cycles_per_packet{worker=\"0\",lcore=\"1\"} 100.0",
             "palisade_flow_table_entries 3",
             "palisade_flow_table_full_total 0",
+            "palisade_flow_log_dropped_total 4",
             "palisade_drops_total{reason=\"policy\"} 3",
             "palisade_drops_total{reason=\"malformed\"} 1",
             "palisade_policy_drops_total{rule=\"dev-ingress-default-deny\"} 3",

@@ -192,6 +192,7 @@ impl Live {
                 inserts: c.flow_inserts,
                 expiries: c.flow_expiries,
                 full_events: c.flow_table_full,
+                log_dropped: c.flow_log_dropped,
             },
             drops_by_reason: vec![
                 ("policy", c.drop_policy - c.stateless_denied),
