@@ -8,7 +8,7 @@
 //! objects: same action, reason and deciding rule names. Table tests pin the paths a
 //! change takes and that a rejected change applies nothing.
 
-use control::cluster::{Cluster, Source, Sourced};
+use control::cluster::{Cluster, Source};
 use control::compile::incremental::{Incremental, ObjectChange, Order};
 use control::compile::compile;
 use control::compile::synthetic::Rng;
@@ -150,12 +150,7 @@ fn policy(rng: &mut Rng, name: &str, ns: usize) -> Object {
 fn to_cluster(objects: &[Object]) -> Cluster {
     let mut c = Cluster::default();
     for (doc, o) in objects.iter().enumerate() {
-        match o.clone() {
-            Object::Namespace(object) => c.namespaces.push(Sourced { object, source: source(doc) }),
-            Object::Node(object) => c.nodes.push(Sourced { object, source: source(doc) }),
-            Object::Pod(object) => c.pods.push(Sourced { object, source: source(doc) }),
-            Object::NetworkPolicy(object) => c.policies.push(Sourced { object, source: source(doc) }),
-        }
+        o.push_into(&mut c, source(doc));
     }
     c
 }

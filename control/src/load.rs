@@ -62,11 +62,16 @@ impl fmt::Display for Location {
 /// skipped: a Kubernetes ConfigMap volume holds every file three times (the visible
 /// symlink, `..data/` and a `..<timestamp>/` directory), and editors leave dot-files.
 pub fn load_dir(dir: &Path) -> Result<Cluster, LoadError> {
-    let read_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |err| LoadError::Read { path, err }
-    };
-    let meta = std::fs::metadata(dir).map_err(read_err(dir))?;
+    let mut cluster = Cluster::default();
+    for file in manifest_files(dir)? {
+        cluster.append(load_file(&file)?);
+    }
+    Ok(cluster)
+}
+
+/// The manifest files [`load_dir`] reads, in the order it reads them.
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|err| LoadError::Read { path: dir.to_path_buf(), err })?;
     let mut files = Vec::new();
     if meta.is_dir() {
         let mut visited = HashSet::new();
@@ -75,13 +80,13 @@ pub fn load_dir(dir: &Path) -> Result<Cluster, LoadError> {
     } else {
         files.push(dir.to_path_buf());
     }
-    let mut cluster = Cluster::default();
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(read_err(&file))?;
-        let part = load_str(&text, &file)?;
-        cluster.append(part);
-    }
-    Ok(cluster)
+    Ok(files)
+}
+
+/// Load one manifest file.
+pub fn load_file(file: &Path) -> Result<Cluster, LoadError> {
+    let text = std::fs::read_to_string(file).map_err(|err| LoadError::Read { path: file.to_path_buf(), err })?;
+    load_str(&text, file)
 }
 
 fn is_manifest_name(path: &Path) -> bool {

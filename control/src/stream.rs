@@ -63,6 +63,16 @@ impl Object {
         }
     }
 
+    /// Append this object, from `source`, to `cluster`.
+    pub fn push_into(&self, cluster: &mut Cluster, source: Source) {
+        match self {
+            Object::Namespace(o) => cluster.namespaces.push(Sourced { object: o.clone(), source }),
+            Object::Node(o) => cluster.nodes.push(Sourced { object: o.clone(), source }),
+            Object::Pod(o) => cluster.pods.push(Sourced { object: o.clone(), source }),
+            Object::NetworkPolicy(o) => cluster.policies.push(Sourced { object: o.clone(), source }),
+        }
+    }
+
     pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Object::Namespace(o) => &o.metadata,
@@ -194,13 +204,7 @@ impl ClusterStore {
     pub fn cluster(&self) -> Cluster {
         let mut cluster = Cluster::default();
         for (object, index) in self.objects.values() {
-            let source = Source { file: PathBuf::from(STREAM_SOURCE), doc: *index };
-            match object {
-                Object::Namespace(o) => cluster.namespaces.push(Sourced { object: o.clone(), source }),
-                Object::Node(o) => cluster.nodes.push(Sourced { object: o.clone(), source }),
-                Object::Pod(o) => cluster.pods.push(Sourced { object: o.clone(), source }),
-                Object::NetworkPolicy(o) => cluster.policies.push(Sourced { object: o.clone(), source }),
-            }
+            object.push_into(&mut cluster, Source { file: PathBuf::from(STREAM_SOURCE), doc: *index });
         }
         cluster
     }

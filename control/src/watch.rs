@@ -1,48 +1,90 @@
 //! Live policy: watch a policy source and keep the workers' snapshot in step with it.
 //!
-//! Every change goes through the same path: read the source into a `Cluster` →
-//! validate → compile → publish (an atomic `ArcSwap` store the workers load once per
-//! burst). A change that fails any step is rejected: it is logged with the message
-//! naming file, object and field, `palisade_policy_rejected_total` increments, and the
-//! previous snapshot stays in force — the workers never notice.
+//! Every change goes through the same path: read what changed → validate → compile →
+//! publish (an atomic `ArcSwap` store the workers load once per burst). A change that
+//! fails any step is rejected: it is logged with the message naming file, object and
+//! field, `palisade_policy_rejected_total` increments, and the previous snapshot stays
+//! in force — the workers never notice.
 //!
 //! Two sources feed it: a manifest directory watched with inotify (through `notify`)
-//! and debounced, and the kubectl watch-event stream (`stream`).
+//! and debounced, and the kubectl watch-event stream (`stream`). What turns a change
+//! into a published value is a [`PolicyCompiler`]: [`IncrementalSnapshots`] (what the
+//! appliance runs: only changed files are re-read, and only what a changed object
+//! touches is recompiled, see `compile::incremental`), or any whole-cluster function
+//! ([`CompileFn`]).
 //!
 //! Owns: change detection, debouncing, the publish loop and its timing. Must not
 //! touch: the snapshot's layout (it publishes whatever the compile step returns).
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use notify::{RecursiveMode, Watcher};
 
-use crate::cluster::Cluster;
-use crate::stream::{read_events, ClusterStore};
+use crate::cluster::{Cluster, Source};
+use crate::compile::incremental::{Incremental, ObjectChange, ObjectKey, Order};
+use crate::stream::{read_events, ClusterStore, Event, EventType, Object, STREAM_SOURCE};
 use crate::telemetry::PolicyMetrics;
+use dataplane::snapshot::Snapshot;
 
 /// Turns a cluster into a published value (a snapshot) of the given generation, or
 /// says why it can't (validation or compile errors, already worded for the operator).
 pub type CompileFn<T> = Box<dyn FnMut(&Cluster, u64) -> Result<T, String> + Send>;
 
+/// Turns changes of a policy source into a value to publish (a snapshot) of the given
+/// generation, or says why not. After an error the same changes come again, with any
+/// newer ones, so a compiler may keep state between calls.
+pub trait PolicyCompiler<T>: Send {
+    /// The watched directory `dir` changed.
+    fn directory(&mut self, dir: &Path, generation: u64) -> Result<T, String>;
+    /// Watch-stream events since the last published value, in order.
+    fn events(&mut self, events: &[Event], generation: u64) -> Result<T, String>;
+    /// The value just returned is now published (the workers see it).
+    fn published(&mut self) {}
+}
+
+/// A whole-cluster compile function as a [`PolicyCompiler`]: every change re-reads the
+/// directory, or the stream's store, whole.
+struct WholeCluster<T> {
+    compile: CompileFn<T>,
+    store: ClusterStore,
+}
+
+impl<T> PolicyCompiler<T> for WholeCluster<T> {
+    fn directory(&mut self, dir: &Path, generation: u64) -> Result<T, String> {
+        let cluster = crate::load::load_dir(dir).map_err(|e| e.to_string())?;
+        (self.compile)(&cluster, generation)
+    }
+
+    fn events(&mut self, events: &[Event], generation: u64) -> Result<T, String> {
+        for e in events {
+            self.store.apply(e.clone());
+        }
+        (self.compile)(&self.store.cluster(), generation)
+    }
+}
+
 /// Where policy comes from.
 pub enum PolicySource {
-    /// A manifest directory, re-read whole on every (debounced) change.
+    /// A manifest directory, watched.
     Dir(PathBuf),
     /// kubectl's JSON watch events (`--watch --output-watch-events -o json`).
     Stream(Box<dyn Read + Send>),
 }
 
-/// A change noticed at `at` (the first event of a debounced burst).
-#[derive(Clone, Copy, Debug)]
+/// A change noticed at `at` (the first event of a debounced burst), with the stream
+/// event that made it, if any.
+#[derive(Clone, Debug)]
 struct Change {
     at: Instant,
+    event: Option<Event>,
 }
 
 /// The outcome of one publish attempt, for logs and tests.
@@ -66,13 +108,27 @@ pub struct PolicyWatcher {
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 
 impl PolicyWatcher {
-    /// Starts watching. `initial_generation` is the generation of the snapshot already
-    /// in `target`; each accepted change publishes the next one.
+    /// Starts watching with a whole-cluster compile function. `initial_generation` is
+    /// the generation of the value already in `target`; each accepted change publishes
+    /// the next one.
     pub fn start<T: Send + Sync + 'static>(
         source: PolicySource,
         target: Arc<ArcSwap<T>>,
         initial_generation: u64,
         compile: CompileFn<T>,
+        metrics: PolicyMetrics,
+        debounce: Duration,
+    ) -> std::io::Result<Self> {
+        let compiler = Box::new(WholeCluster { compile, store: ClusterStore::new() });
+        Self::start_with(source, target, initial_generation, compiler, metrics, debounce)
+    }
+
+    /// Starts watching with `compiler` (e.g. [`IncrementalSnapshots`]).
+    pub fn start_with<T: Send + Sync + 'static>(
+        source: PolicySource,
+        target: Arc<ArcSwap<T>>,
+        initial_generation: u64,
+        compiler: Box<dyn PolicyCompiler<T>>,
         metrics: PolicyMetrics,
         debounce: Duration,
     ) -> std::io::Result<Self> {
@@ -82,13 +138,13 @@ impl PolicyWatcher {
         let mut threads = Vec::new();
         let mut fs_watcher = None;
 
-        let reader: Box<dyn FnMut() -> Result<Cluster, String> + Send> = match source {
+        let dir = match source {
             PolicySource::Dir(dir) => {
                 let tx = change_tx.clone();
                 let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                     if let Ok(ev) = res {
                         if is_relevant(&ev) {
-                            let _ = tx.try_send(Change { at: Instant::now() });
+                            let _ = tx.try_send(Change { at: Instant::now(), event: None });
                         }
                     }
                 })
@@ -96,21 +152,15 @@ impl PolicyWatcher {
                 w.watch(&dir, RecursiveMode::Recursive)
                     .map_err(|e| std::io::Error::other(format!("watching {}: {e}", dir.display())))?;
                 fs_watcher = Some(w);
-                Box::new(move || crate::load::load_dir(&dir).map_err(|e| e.to_string()))
+                Some(dir)
             }
             PolicySource::Stream(input) => {
-                let store = Arc::new(Mutex::new(ClusterStore::new()));
-                let reader_store = store.clone();
                 let tx = change_tx.clone();
                 let reader_stop = stop.clone();
                 threads.push(std::thread::Builder::new().name("watch-stream".into()).spawn(move || {
                     let result = read_events(input, "watch stream", |event| {
-                        if reader_stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let changed = reader_store.lock().map(|mut s| s.apply(event)).unwrap_or(false);
-                        if changed {
-                            let _ = tx.send(Change { at: Instant::now() });
+                        if !reader_stop.load(Ordering::Relaxed) {
+                            let _ = tx.send(Change { at: Instant::now(), event: Some(event) });
                         }
                     });
                     match result {
@@ -118,15 +168,14 @@ impl PolicyWatcher {
                         Err(e) => tracing::error!("watch stream stopped: {e}; the last snapshot stays in force"),
                     }
                 })?);
-                Box::new(move || Ok(store.lock().map_err(|_| "watch store poisoned".to_owned())?.cluster()))
+                None
             }
         };
         drop(change_tx);
 
         let loop_stop = stop.clone();
-        threads.push(std::thread::Builder::new().name("policy".into()).spawn(move || {
-            control_loop(change_rx, reader, target, initial_generation, compile, metrics, debounce, loop_stop, outcome_tx)
-        })?);
+        let control = ControlLoop { dir, target, generation: initial_generation, compiler, metrics, debounce, stop: loop_stop, outcomes: outcome_tx };
+        threads.push(std::thread::Builder::new().name("policy".into()).spawn(move || control.run(change_rx))?);
         Ok(Self { stop, threads, _fs_watcher: fs_watcher, outcomes: outcome_rx })
     }
 
@@ -158,58 +207,279 @@ fn is_manifest(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn control_loop<T: Send + Sync + 'static>(
-    changes: Receiver<Change>,
-    mut read: Box<dyn FnMut() -> Result<Cluster, String> + Send>,
+struct ControlLoop<T> {
+    /// The watched directory (None: the stream).
+    dir: Option<PathBuf>,
     target: Arc<ArcSwap<T>>,
-    mut generation: u64,
-    mut compile: CompileFn<T>,
+    generation: u64,
+    compiler: Box<dyn PolicyCompiler<T>>,
     metrics: PolicyMetrics,
     debounce: Duration,
     stop: Arc<AtomicBool>,
     outcomes: Sender<Outcome>,
-) {
-    let poll = Duration::from_millis(50);
-    while !stop.load(Ordering::Relaxed) {
-        let first = match changes.recv_timeout(poll) {
-            Ok(c) => c,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        // Debounce: wait until the source has been quiet for `debounce`.
-        loop {
-            match changes.recv_timeout(debounce) {
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
+}
+
+impl<T: Send + Sync + 'static> ControlLoop<T> {
+    fn run(mut self, changes: Receiver<Change>) {
+        let poll = Duration::from_millis(50);
+        // Stream events not yet part of a published value (a rejected batch stays here).
+        let mut pending: Vec<Event> = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let first = match changes.recv_timeout(poll) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let at = first.at;
+            pending.extend(first.event);
+            // Debounce: wait until the source has been quiet for `debounce`.
+            loop {
+                match changes.recv_timeout(self.debounce) {
+                    Ok(c) => pending.extend(c.event),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let started = Instant::now();
+            let next = self.generation + 1;
+            let result = match &self.dir {
+                Some(dir) => self.compiler.directory(dir, next),
+                None => self.compiler.events(&pending, next),
+            };
+            let outcome = match result {
+                Ok(value) => {
+                    self.generation = next;
+                    self.target.store(Arc::new(value));
+                    let enforced = at.elapsed();
+                    let compile = started.elapsed();
+                    pending.clear();
+                    self.metrics.generation.set(next as i64);
+                    self.metrics.compile_seconds.set(compile.as_secs_f64());
+                    self.metrics.change_to_enforced.observe(enforced.as_secs_f64());
+                    self.metrics.applied.inc();
+                    tracing::info!(
+                        generation = next,
+                        compile_ms = compile.as_secs_f64() * 1e3,
+                        change_to_enforced_ms = enforced.as_secs_f64() * 1e3,
+                        "policy snapshot published"
+                    );
+                    self.compiler.published();
+                    Outcome::Published { generation: next }
+                }
+                Err(message) => {
+                    self.metrics.rejected.inc();
+                    tracing::error!("policy change rejected, generation {} stays in force: {message}", self.generation);
+                    Outcome::Rejected { message }
+                }
+            };
+            let _ = self.outcomes.try_send(outcome);
+        }
+    }
+}
+
+/// The appliance's compile step: an [`Incremental`] compiler fed by the changed files
+/// of a manifest directory or by watch-stream events, keeping `in_force` (the cluster
+/// behind the published snapshot, for pod names and tables) up to date after each
+/// publish.
+pub struct IncrementalSnapshots {
+    inc: Incremental,
+    files: DirFiles,
+    /// The file changes a successful `directory` call would commit.
+    staged: Option<FileDelta>,
+    in_force: Option<Arc<ArcSwap<Cluster>>>,
+}
+
+impl IncrementalSnapshots {
+    /// Load and compile manifest directory `dir`: the compiler and its first snapshot.
+    pub fn for_dir(dir: &Path, generation: u64) -> Result<(IncrementalSnapshots, Snapshot), String> {
+        let mut files = DirFiles::default();
+        let delta = files.refresh(dir)?.0;
+        let inc = Incremental::new(files.cluster_with(&delta), Order::BySource)?;
+        files.commit(delta);
+        let snap = inc.snapshot(generation);
+        Ok((IncrementalSnapshots { inc, files, staged: None, in_force: None }, snap))
+    }
+
+    /// An empty cluster, for the watch stream.
+    pub fn for_stream() -> IncrementalSnapshots {
+        let inc = Incremental::new(Cluster::default(), Order::ByKey).expect("an empty cluster is valid");
+        IncrementalSnapshots { inc, files: DirFiles::default(), staged: None, in_force: None }
+    }
+
+    /// Store the cluster in force in `target` after every publish.
+    pub fn keep_cluster_in(mut self, target: Arc<ArcSwap<Cluster>>) -> Self {
+        self.in_force = Some(target);
+        self
+    }
+
+    /// The cluster in force (a copy).
+    pub fn cluster(&self) -> Cluster {
+        self.inc.cluster()
+    }
+}
+
+impl PolicyCompiler<Snapshot> for IncrementalSnapshots {
+    fn directory(&mut self, dir: &Path, generation: u64) -> Result<Snapshot, String> {
+        let (delta, changes) = self.files.refresh(dir)?;
+        self.inc.apply(changes)?;
+        self.staged = Some(delta);
+        Ok(self.inc.snapshot(generation))
+    }
+
+    fn events(&mut self, events: &[Event], generation: u64) -> Result<Snapshot, String> {
+        let changes = events.iter().map(|e| match e.kind {
+            EventType::Added | EventType::Modified => {
+                ObjectChange::Upsert(e.object.clone(), Source { file: PathBuf::from(STREAM_SOURCE), doc: e.index })
+            }
+            EventType::Deleted => {
+                let meta = e.object.meta();
+                ObjectChange::Delete((e.object.kind(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default()))
+            }
+        });
+        self.inc.apply(changes.collect::<Vec<_>>())?;
+        Ok(self.inc.snapshot(generation))
+    }
+
+    fn published(&mut self) {
+        if let Some(delta) = self.staged.take() {
+            self.files.commit(delta);
+        }
+        if let Some(target) = &self.in_force {
+            target.store(Arc::new(self.inc.cluster()));
+        }
+    }
+}
+
+/// What a manifest directory held when last read: per file, its stamp and objects,
+/// and which file defines each object.
+#[derive(Default)]
+struct DirFiles {
+    files: BTreeMap<PathBuf, FileState>,
+    owner: HashMap<ObjectKey, PathBuf>,
+}
+
+struct FileState {
+    stamp: Stamp,
+    objects: Vec<(ObjectKey, Object, Source)>,
+}
+
+/// Files re-read since the last commit: new state, or `None` when gone.
+type FileDelta = Vec<(PathBuf, Option<FileState>)>;
+
+/// Enough of a file's metadata to tell that it was rewritten.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Result<Stamp, String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Ok(Stamp { modified: m.modified().ok(), len: m.len(), inode: m.ino() })
+}
+
+fn objects_of(cluster: Cluster) -> Vec<(ObjectKey, Object, Source)> {
+    let mut out = Vec::new();
+    let mut put = |object: Object, source: Source| {
+        let meta = object.meta();
+        let key = (object.kind(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+        out.push((key, object, source));
+    };
+    cluster.namespaces.into_iter().for_each(|o| put(Object::Namespace(o.object), o.source));
+    cluster.nodes.into_iter().for_each(|o| put(Object::Node(o.object), o.source));
+    cluster.pods.into_iter().for_each(|o| put(Object::Pod(o.object), o.source));
+    cluster.policies.into_iter().for_each(|o| put(Object::NetworkPolicy(o.object), o.source));
+    out
+}
+
+impl DirFiles {
+    /// Re-read the files of `dir` whose stamp changed: what changed per file and the
+    /// object changes against the committed state. Nothing is committed here.
+    fn refresh(&self, dir: &Path) -> Result<(FileDelta, Vec<ObjectChange>), String> {
+        let mut delta: FileDelta = Vec::new();
+        let mut changes = Vec::new();
+        let paths = crate::load::manifest_files(dir).map_err(|e| e.to_string())?;
+        let present: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+        for (path, old) in &self.files {
+            if !present.contains(path) {
+                changes.extend(old.objects.iter().map(|(k, _, _)| ObjectChange::Delete(k.clone())));
+                delta.push((path.clone(), None));
             }
         }
-        let started = Instant::now();
-        let outcome = match read().and_then(|cluster| compile(&cluster, generation + 1)) {
-            Ok(snapshot) => {
-                generation += 1;
-                target.store(Arc::new(snapshot));
-                let enforced = first.at.elapsed();
-                metrics.generation.set(generation as i64);
-                metrics.compile_seconds.set(started.elapsed().as_secs_f64());
-                metrics.change_to_enforced.observe(enforced.as_secs_f64());
-                metrics.applied.inc();
-                tracing::info!(
-                    generation,
-                    compile_ms = started.elapsed().as_secs_f64() * 1e3,
-                    change_to_enforced_ms = enforced.as_secs_f64() * 1e3,
-                    "policy snapshot published"
-                );
-                Outcome::Published { generation }
+        for path in &paths {
+            let st = stamp(path)?;
+            let old = self.files.get(path);
+            if old.is_some_and(|o| o.stamp == st) {
+                continue;
             }
-            Err(message) => {
-                metrics.rejected.inc();
-                tracing::error!("policy change rejected, generation {generation} stays in force: {message}");
-                Outcome::Rejected { message }
+            let objects = objects_of(crate::load::load_file(path).map_err(|e| e.to_string())?);
+            let before: HashMap<&ObjectKey, (&Object, &Source)> =
+                old.map(|o| o.objects.iter().map(|(k, ob, s)| (k, (ob, s))).collect()).unwrap_or_default();
+            for (k, o, s) in &objects {
+                if before.get(k) != Some(&(o, s)) {
+                    changes.push(ObjectChange::Upsert(o.clone(), s.clone()));
+                }
             }
-        };
-        let _ = outcomes.try_send(outcome);
+            let now: std::collections::HashSet<&ObjectKey> = objects.iter().map(|(k, _, _)| k).collect();
+            changes.extend(before.keys().filter(|k| !now.contains(*k)).map(|k| ObjectChange::Delete((*k).clone())));
+            delta.push((path.clone(), Some(FileState { stamp: st, objects })));
+        }
+        if self.duplicates(&delta) {
+            // Let validation word the error, over the whole directory as it now is.
+            crate::validate::validate(&self.cluster_with(&delta)).map_err(|e| e.to_string())?;
+        }
+        // Deletions first, so an object moving between files is a delete then an upsert.
+        changes.sort_by_key(|c| matches!(c, ObjectChange::Upsert(..)));
+        Ok((delta, changes))
+    }
+
+    /// Whether applying `delta` would leave some object defined twice.
+    fn duplicates(&self, delta: &FileDelta) -> bool {
+        let changed: HashMap<&PathBuf, Option<&FileState>> = delta.iter().map(|(p, f)| (p, f.as_ref())).collect();
+        let mut seen = std::collections::HashSet::new();
+        for (path, f) in delta {
+            for (k, _, _) in f.iter().flat_map(|f| f.objects.iter()) {
+                let elsewhere = self.owner.get(k).is_some_and(|owner| owner != path && !changed.contains_key(owner));
+                if elsewhere || !seen.insert(k) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn commit(&mut self, delta: FileDelta) {
+        for (path, state) in delta {
+            if let Some(old) = self.files.remove(&path) {
+                for (k, _, _) in &old.objects {
+                    if self.owner.get(k) == Some(&path) {
+                        self.owner.remove(k);
+                    }
+                }
+            }
+            if let Some(state) = state {
+                for (k, _, _) in &state.objects {
+                    self.owner.insert(k.clone(), path.clone());
+                }
+                self.files.insert(path, state);
+            }
+        }
+    }
+
+    /// All objects with `delta` applied, in load order.
+    fn cluster_with(&self, delta: &FileDelta) -> Cluster {
+        let changed: HashMap<&PathBuf, Option<&FileState>> = delta.iter().map(|(p, f)| (p, f.as_ref())).collect();
+        let mut files: BTreeMap<&PathBuf, &FileState> = self.files.iter().filter(|(p, _)| !changed.contains_key(p)).collect();
+        files.extend(delta.iter().filter_map(|(p, f)| f.as_ref().map(|f| (p, f))));
+        let mut c = Cluster::default();
+        for f in files.values() {
+            for (_, o, source) in &f.objects {
+                o.push_into(&mut c, source.clone());
+            }
+        }
+        c
     }
 }
 
@@ -296,5 +566,107 @@ mod tests {
         assert_eq!(got, Outcome::Published { generation: 1 });
         assert!(watcher.outcomes().recv_timeout(Duration::from_millis(600)).is_err(), "one publish for one burst");
         assert_eq!(target.load().0, 1);
+    }
+
+    fn verdict(s: &Snapshot, src: &str, dst: &str) -> dataplane::Action {
+        use dataplane::Classifier;
+        s.classify(src.parse().unwrap(), dst.parse().unwrap(), 6, 80).action
+    }
+
+    const NS_AND_POLICY: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: dev}\n---\n\
+        apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: dev}\n\
+        spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n";
+
+    fn pods(client_app: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: dev, labels: {{app: web}}}}\nstatus: {{podIP: 10.1.0.1}}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: c, namespace: dev, labels: {{app: {client_app}}}}}\nstatus: {{podIP: 10.1.0.2}}\n"
+        )
+    }
+
+    #[test]
+    fn incremental_directory_changes_rejects_and_recovers() {
+        use dataplane::Action::{Allow, Deny};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), NS_AND_POLICY).unwrap();
+        std::fs::write(dir.path().join("pods.yaml"), pods("client")).unwrap();
+        let (compiler, first) = IncrementalSnapshots::for_dir(dir.path(), 1).unwrap();
+        assert_eq!(verdict(&first, "10.1.0.2", "10.1.0.1"), Allow);
+        let in_force = Arc::new(ArcSwap::from_pointee(Cluster::default()));
+        let target = Arc::new(ArcSwap::from_pointee(first));
+        let metrics = PolicyMetrics::default();
+        let watcher = PolicyWatcher::start_with(
+            PolicySource::Dir(dir.path().to_owned()),
+            target.clone(),
+            1,
+            Box::new(compiler.keep_cluster_in(in_force.clone())),
+            metrics.clone(),
+            Duration::from_millis(50),
+        )
+        .unwrap();
+        let next = || watcher.outcomes().recv_timeout(Duration::from_secs(10)).expect("an outcome");
+        // A relabelled client loses access.
+        std::fs::write(dir.path().join("pods.yaml"), pods("other")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 2 });
+        assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Deny);
+        assert_eq!(in_force.load().pods.len(), 2);
+        // A bad file is rejected; generation 2 stays in force.
+        std::fs::write(dir.path().join("b.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: dev}\nstatus: {podIP: nonsense}\n").unwrap();
+        match next() {
+            Outcome::Rejected { message } => assert!(message.contains("b.yaml (document 1): Pod dev/x: status.podIP"), "{message}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert_eq!(dataplane::Classifier::generation(&**target.load()), 2);
+        assert_eq!(metrics.rejected.get(), 1);
+        // Fixing it, and relabelling back in the same burst, publishes both.
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        std::fs::write(dir.path().join("pods.yaml"), pods("client")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 3 });
+        assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Allow);
+        // The same object in two files is a duplicate, rejected.
+        std::fs::write(dir.path().join("c.yaml"), pods("client")).unwrap();
+        match next() {
+            Outcome::Rejected { message } => assert!(message.contains("Duplicate value"), "{message}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        drop(watcher);
+    }
+
+    #[test]
+    fn incremental_stream_events_publish_and_bad_ones_are_rejected() {
+        use dataplane::Action::{Allow, Deny};
+        let (r, mut w) = std::io::pipe().unwrap();
+        let target = Arc::new(ArcSwap::from_pointee(Snapshot::empty(0)));
+        let watcher = PolicyWatcher::start_with(
+            PolicySource::Stream(Box::new(r)),
+            target.clone(),
+            0,
+            Box::new(IncrementalSnapshots::for_stream()),
+            PolicyMetrics::default(),
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        let next = || watcher.outcomes().recv_timeout(Duration::from_secs(10)).expect("an outcome");
+        let pod = |ty: &str, name: &str, app: &str, ip: &str| {
+            format!(r#"{{"type":"{ty}","object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"dev","labels":{{"app":"{app}"}}}},"status":{{"podIP":"{ip}"}}}}}}"#)
+        };
+        use std::io::Write;
+        let policy = r#"{"type":"ADDED","object":{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"web","namespace":"dev"},"spec":{"podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"from":[{"podSelector":{"matchLabels":{"app":"client"}}}]}]}}}"#;
+        writeln!(w, r#"{{"type":"ADDED","object":{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"dev"}}}}}}"#).unwrap();
+        writeln!(w, "{}\n{}\n{}", pod("ADDED", "web", "web", "10.1.0.1"), pod("ADDED", "c", "client", "10.1.0.2"), policy).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 1 });
+        assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Allow);
+        writeln!(w, "{}", pod("MODIFIED", "c", "other", "10.1.0.2")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 2 });
+        assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Deny);
+        writeln!(w, "{}", pod("ADDED", "bad", "x", "not-an-ip")).unwrap();
+        assert!(matches!(next(), Outcome::Rejected { .. }));
+        assert_eq!(dataplane::Classifier::generation(&**target.load()), 2);
+        // The bad pod's deletion, with a relabel: both apply.
+        writeln!(w, "{}\n{}", pod("DELETED", "bad", "x", "not-an-ip"), pod("MODIFIED", "c", "client", "10.1.0.2")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 3 });
+        assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Allow);
+        drop(w);
+        drop(watcher);
     }
 }

@@ -1,6 +1,7 @@
 //! The policy side of `palisade run`: load, validate, resolve and compile the policy
 //! source into the first snapshot, publish it through an `ArcSwap` the workers' pipelines
-//! load once per burst, and keep it in step with the source (`control::watch`).
+//! load once per burst, and keep it in step with the source (`control::watch`, through
+//! the incremental compiler).
 //!
 //! With no policy source in software mode, the bundled example policies (the Contrail
 //! lab, compiled into the binary) are enforced, so `palisade` alone shows policy at work.
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use control::cluster::Cluster;
 use control::telemetry::PolicyMetrics;
-use control::watch::{PolicySource, PolicyWatcher, DEFAULT_DEBOUNCE};
+use control::watch::{IncrementalSnapshots, PolicySource, PolicyWatcher, DEFAULT_DEBOUNCE};
 use dataplane::snapshot::Snapshot;
 
 /// The bundled example policy directory (`examples/policies`), as (name, text).
@@ -64,23 +65,29 @@ pub struct PolicyRuntime {
 }
 
 /// Compiles the first snapshot (generation 1; a failure here is fatal, with the message
-/// naming file, object and field) and starts watching the source.
+/// naming file, object and field) and starts watching the source. Changes go through
+/// the incremental compiler (`control::watch::IncrementalSnapshots`): only changed files
+/// are re-read and only what a changed object touches is recompiled.
 pub fn start(source: &Source) -> Result<PolicyRuntime> {
     let metrics = PolicyMetrics::default();
     let started = std::time::Instant::now();
-    let (first, watch, cluster) = match source {
+    let (first, watch, cluster): (Snapshot, Option<(PolicySource, IncrementalSnapshots)>, Cluster) = match source {
         Source::None => (Snapshot::empty(1), None, Cluster::default()),
         Source::Bundled => {
             let cluster = bundled_cluster()?;
             (compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).context("bundled example policies")?, None, cluster)
         }
         Source::Dir(dir) => {
-            // compile_cluster validates; loading alone here keeps validation to one pass.
-            let cluster = control::load::load_dir(dir).with_context(|| format!("--manifests {}", dir.display()))?;
-            let snap = compile_cluster(&cluster, 1).map_err(anyhow::Error::msg).with_context(|| format!("--manifests {}", dir.display()))?;
-            (snap, Some(PolicySource::Dir(dir.clone())), cluster)
+            let (compiler, snap) =
+                IncrementalSnapshots::for_dir(dir, 1).map_err(anyhow::Error::msg).with_context(|| format!("--manifests {}", dir.display()))?;
+            let cluster = compiler.cluster();
+            (snap, Some((PolicySource::Dir(dir.clone()), compiler)), cluster)
         }
-        Source::StdinStream => (Snapshot::empty(1), Some(PolicySource::Stream(Box::new(std::io::stdin()))), Cluster::default()),
+        Source::StdinStream => (
+            Snapshot::empty(1),
+            Some((PolicySource::Stream(Box::new(std::io::stdin())), IncrementalSnapshots::for_stream())),
+            Cluster::default(),
+        ),
     };
     let cluster = Arc::new(ArcSwap::from_pointee(cluster));
     metrics.generation.set(1);
@@ -88,16 +95,12 @@ pub fn start(source: &Source) -> Result<PolicyRuntime> {
     let snapshots = Arc::new(ArcSwap::from_pointee(first));
     let watcher = match watch {
         None => None,
-        Some(src) => {
-            let in_force = cluster.clone();
-            // Keeps the accepted cluster beside its snapshot (a clone per accepted change).
-            let compile = move |c: &Cluster, generation| {
-                let snap = compile_cluster(c, generation)?;
-                in_force.store(Arc::new(c.clone()));
-                Ok(snap)
-            };
+        Some((src, compiler)) => {
+            // The accepted cluster is stored beside its snapshot after each publish, so
+            // copying it does not delay enforcement.
+            let compiler = Box::new(compiler.keep_cluster_in(cluster.clone()));
             Some(
-                PolicyWatcher::start(src, snapshots.clone(), 1, Box::new(compile), metrics.clone(), DEFAULT_DEBOUNCE)
+                PolicyWatcher::start_with(src, snapshots.clone(), 1, compiler, metrics.clone(), DEFAULT_DEBOUNCE)
                     .context("starting the policy watcher")?,
             )
         }

@@ -107,11 +107,11 @@ fn ns_name(key: &ObjectKey) -> (String, String) {
 impl Incremental {
     /// Validate and compile `cluster` whole.
     pub fn new(cluster: Cluster, order: Order) -> Result<Incremental, String> {
+        crate::validate::validate(&cluster).map_err(|e| e.to_string())?;
         let mut objects = BTreeMap::new();
         let mut put = |object: Object, source: Source| {
             objects.insert(key_of(&object), Stored { object, source });
         };
-        crate::validate::validate(&cluster).map_err(|e| e.to_string())?;
         let Cluster { namespaces, pods, nodes, policies } = cluster;
         namespaces.into_iter().for_each(|o| put(Object::Namespace(o.object), o.source));
         nodes.into_iter().for_each(|o| put(Object::Node(o.object), o.source));
@@ -121,8 +121,8 @@ impl Incremental {
     }
 
     fn from_objects(objects: BTreeMap<ObjectKey, Stored>, order: Order) -> Result<Incremental, String> {
+        // Every object here passed validation (uniqueness holds by key).
         let cluster = Self::cluster_of(&objects, order);
-        crate::validate::validate(&cluster).map_err(|e| e.to_string())?;
         let model = Model::resolve(&cluster).map_err(|e| e.to_string())?;
         let engine = Engine::build(&model, 0, true);
         let mut inc = Incremental {
@@ -170,13 +170,7 @@ impl Incremental {
     fn cluster_of(objects: &BTreeMap<ObjectKey, Stored>, order: Order) -> Cluster {
         let mut c = Cluster::default();
         for s in objects.values() {
-            let source = s.source.clone();
-            match &s.object {
-                Object::Namespace(o) => c.namespaces.push(Sourced { object: o.clone(), source }),
-                Object::Node(o) => c.nodes.push(Sourced { object: o.clone(), source }),
-                Object::Pod(o) => c.pods.push(Sourced { object: o.clone(), source }),
-                Object::NetworkPolicy(o) => c.policies.push(Sourced { object: o.clone(), source }),
-            }
+            s.object.push_into(&mut c, s.source.clone());
         }
         if order == Order::BySource {
             fn by_source<T>(v: &mut [Sourced<T>]) {
@@ -223,13 +217,7 @@ impl Incremental {
         // Validate what changed, on its own (uniqueness holds by key).
         let mut upserts = Cluster::default();
         for (o, s) in latest.values().flatten() {
-            let source = s.clone();
-            match o {
-                Object::Namespace(o) => upserts.namespaces.push(Sourced { object: o.clone(), source }),
-                Object::Node(o) => upserts.nodes.push(Sourced { object: o.clone(), source }),
-                Object::Pod(o) => upserts.pods.push(Sourced { object: o.clone(), source }),
-                Object::NetworkPolicy(o) => upserts.policies.push(Sourced { object: o.clone(), source }),
-            }
+            o.push_into(&mut upserts, s.clone());
         }
         crate::validate::validate(&upserts).map_err(|e| e.to_string())?;
         match self.plan(&latest, &upserts)? {
