@@ -1,7 +1,8 @@
 //! Classify rate of the compiled snapshot at 1k / 10k / 50k pods × 100 / 1k / 10k
 //! policies (`control::compile::synthetic` clusters), on one core, over a fixed batch
 //! of probes: mostly pod to pod, some from and to outside addresses, TCP and UDP on
-//! the ports the policies use. Target: ≥ 20 M classify/s at 10k policies.
+//! the ports the policies use. Target: ≥ 20 M classify/s at 10k policies. Wall time
+//! (criterion's throughput and a quick loop printed beside it): other load inflates it.
 
 use control::compile::{compile, synthetic};
 use control::model::Model;
@@ -37,12 +38,6 @@ fn probes(model: &Model) -> Vec<(IpAddr, IpAddr, u8, u16)> {
         .collect()
 }
 
-/// Nanoseconds this thread has spent on a CPU.
-fn thread_cpu_ns() -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    text.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("classify");
     g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
@@ -52,9 +47,9 @@ fn bench(c: &mut Criterion) {
         let snapshot = compile(&model, 1);
         let batch = probes(&model);
         let allowed = batch.iter().filter(|p| snapshot.classify(p.0, p.1, p.2, p.3).is_allow()).count();
-        // Criterion measures wall time, which other load on the machine inflates; also
-        // report the rate over this thread's own CPU time (/proc/thread-self/schedstat).
-        let (cpu0, t0) = (thread_cpu_ns(), std::time::Instant::now());
+        // A quick wall-clock rate beside criterion's figure (this kernel's per-thread CPU
+        // clock reads zero, so wall time it is: note the load average with the figure).
+        let t0 = std::time::Instant::now();
         let mut rounds = 0u64;
         while t0.elapsed() < Duration::from_millis(700) {
             for &(s, d, p, port) in &batch {
@@ -62,11 +57,10 @@ fn bench(c: &mut Criterion) {
             }
             rounds += 1;
         }
-        let cpu = thread_cpu_ns() - cpu0;
+        let ns = t0.elapsed().as_nanos() as f64 / (rounds * BATCH as u64) as f64;
         eprintln!(
-            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; {:.1} M classify/s of thread CPU time ({:.1} ns each)",
-            (rounds * BATCH as u64) as f64 * 1e3 / cpu as f64,
-            cpu as f64 / (rounds * BATCH as u64) as f64
+            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; {:.1} M classify/s wall clock ({ns:.1} ns each)",
+            1e3 / ns
         );
         g.bench_function(BenchmarkId::from_parameter(format!("{pods}pods_{policies}policies")), |b| {
             b.iter(|| {

@@ -19,6 +19,7 @@
 //!   hugepages, CPUs), so bad input yields an error rather than a DPDK abort.
 //! - [`signal`]: SIGINT/SIGTERM to a stop flag.
 
+pub mod acl;
 mod burst;
 pub mod devspec;
 mod eal;

@@ -2,23 +2,30 @@
 //! workers consult for every new flow, built by `control` through [`SnapshotBuilder`].
 //!
 //! Layout (all flat arrays, shared between pods):
-//! - address → endpoint or node: one hash map per family keyed by the integer address;
+//! - address → endpoint or node: one hash map per family keyed by the integer address
+//!   (IPv4: a [`flat::FlatMap`], one cache line per probe);
 //! - endpoint → identity (its class for selectors) and, per direction, either "not
 //!   isolated" or (rule set, isolation rule);
-//! - rule set → a base port list (rules allowing any remote), sorted identity and
-//!   namespace tables (selector peers; binary search on the remote endpoint's identity,
-//!   else its namespace, else the base list: each table's lists include what the later
-//!   ones would add), and disjoint
+//! - rule set → a base port list (rules allowing any remote), identity and namespace
+//!   tables (selector peers: one shared hash map keyed by (rule set, identity) or
+//!   (rule set, namespace); the remote endpoint's identity, else its namespace, else the
+//!   base list: each table's lists include what the later ones would add), and disjoint
 //!   address segments (ipBlock peers; binary search on the segment starts), each
-//!   pointing at an interned port list; the lowest rule found in the three decides;
+//!   pointing at an interned port list; the lowest rule found decides, and the segment
+//!   search is skipped when the selector part already found a rule below every
+//!   address rule of the set;
 //! - port list → a few `(protocol, port range, rule)` entries, most specific first,
 //!   already reduced to the lowest (first) allowing rule per port.
 //!
-//! A lookup is therefore two hash probes and, per isolated side, at most two binary
-//! searches and three short linear scans; it allocates nothing and touches no string.
+//! Port lists are referenced by their `(start, end)` in the shared entry array, so a
+//! table hit leads straight to the entries. A lookup is therefore two address probes
+//! and, per isolated side, one or two table probes, at most one binary search and two
+//! short linear scans; it allocates nothing and touches no string.
 
 mod addr;
 mod builder;
+mod flat;
+pub mod five_tuple;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{
@@ -27,6 +34,7 @@ pub use builder::{
 };
 
 use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
+use flat::FlatMap;
 use hashbrown::HashMap;
 use std::net::IpAddr;
 
@@ -63,15 +71,32 @@ pub(crate) struct PortEntry {
     pub(crate) rule: RuleId,
 }
 
-/// Where a rule set's segments live in the shared segment arrays.
+/// A port list as `port_entries[start..end]` (`(0, 0)`: no list, nothing allowed).
+pub(crate) type ListRef = (u32, u32);
+
+/// Key of the shared table of identity and namespace lists: (rule set, kind, key).
+#[inline(always)]
+pub(crate) fn table_key(set: u32, kind: TableKind, key: u32) -> u64 {
+    (u64::from(set) << 33) | ((kind as u64) << 32) | u64::from(key)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableKind {
+    Namespace = 0,
+    Identity = 1,
+}
+
+/// Where a rule set's parts live in the shared arrays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RuleSetLayout {
-    /// Port list of the entries allowing any remote, or `NONE`.
-    pub(crate) base: u32,
-    pub(crate) ns_start: u32,
+    /// Port list of the entries allowing any remote.
+    pub(crate) base: ListRef,
+    /// Namespace and identity keys the shared table holds for this set.
     pub(crate) ns_len: u32,
-    pub(crate) id_start: u32,
     pub(crate) id_len: u32,
+    /// Lowest rule of the set's address entries (`NONE` without any): a selector
+    /// match below it decides without the segment search.
+    pub(crate) addr_min_rule: RuleId,
     pub(crate) v4_start: u32,
     pub(crate) v4_len: u32,
     pub(crate) v6_start: u32,
@@ -99,18 +124,17 @@ pub struct SnapshotStats {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) generation: u64,
-    pub(crate) addr_v4: HashMap<u32, u32>,
+    pub(crate) addr_v4: FlatMap<u32, u32>,
     pub(crate) addr_v6: HashMap<u128, u32>,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) nodes: usize,
     pub(crate) rule_sets: Vec<RuleSetLayout>,
-    /// Namespace and identity tables of all rule sets: sorted key → port list.
-    pub(crate) id_keys: Vec<u32>,
-    pub(crate) id_lists: Vec<u32>,
+    /// Namespace and identity tables of all rule sets: `table_key` → port list.
+    pub(crate) keyed: FlatMap<u64, ListRef>,
     pub(crate) seg_v4_start: Vec<u32>,
-    pub(crate) seg_v4_list: Vec<u32>,
+    pub(crate) seg_v4_list: Vec<ListRef>,
     pub(crate) seg_v6_start: Vec<u128>,
-    pub(crate) seg_v6_list: Vec<u32>,
+    pub(crate) seg_v6_list: Vec<ListRef>,
     /// Port list `i` is `port_entries[list_bounds[i]..list_bounds[i + 1]]`.
     pub(crate) list_bounds: Vec<u32>,
     pub(crate) port_entries: Vec<PortEntry>,
@@ -155,12 +179,11 @@ impl Snapshot {
             let buckets = if m.capacity() == 0 { 0 } else { (m.capacity() * 8 / 7).next_power_of_two() };
             buckets * (std::mem::size_of::<(K, V)>() + 1)
         }
-        let memory_bytes = map_bytes(&self.addr_v4)
+        let memory_bytes = self.addr_v4.heap_bytes()
             + map_bytes(&self.addr_v6)
             + vec_bytes(&self.endpoints)
             + vec_bytes(&self.rule_sets)
-            + vec_bytes(&self.id_keys)
-            + vec_bytes(&self.id_lists)
+            + self.keyed.heap_bytes()
             + vec_bytes(&self.seg_v4_start)
             + vec_bytes(&self.seg_v4_list)
             + vec_bytes(&self.seg_v6_start)
@@ -169,14 +192,15 @@ impl Snapshot {
             + vec_bytes(&self.port_entries)
             + self.rule_names.capacity()
             + vec_bytes(&self.name_bounds);
-        let endpoint_addresses = self.addr_v4.values().chain(self.addr_v6.values()).filter(|v| *v & NODE_BIT == 0).count();
+        let endpoint_addresses =
+            self.addr_v4.iter().map(|(_, v)| v).chain(self.addr_v6.values().copied()).filter(|v| *v & NODE_BIT == 0).count();
         SnapshotStats {
             endpoints: self.endpoints.len(),
             endpoint_addresses,
             nodes: self.nodes,
             rules: self.rule_count(),
             rule_sets: self.rule_sets.len(),
-            identity_entries: self.id_keys.len(),
+            identity_entries: self.keyed.len(),
             segments_v4: self.seg_v4_start.len(),
             segments_v6: self.seg_v6_start.len(),
             port_lists: self.list_bounds.len().saturating_sub(1),
@@ -188,43 +212,28 @@ impl Snapshot {
     #[inline]
     fn end(&self, a: IpAddr) -> End {
         let v = match a {
-            IpAddr::V4(a) => self.addr_v4.get(&u32::from(a)),
-            IpAddr::V6(a) => self.addr_v6.get(&u128::from(a)),
+            IpAddr::V4(a) => self.addr_v4.get(u32::from(a)),
+            IpAddr::V6(a) => self.addr_v6.get(&u128::from(a)).copied(),
         };
         match v {
             None => End::Unknown,
-            Some(&v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
-            Some(&v) => End::Pod(v),
+            Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
+            Some(v) => End::Pod(v),
         }
     }
 
     /// The first (lowest) rule of port list `list` allowing `proto`/`port`, or `NONE`.
-    #[inline]
-    fn list_rule(&self, list: u32, proto: u8, port: u16) -> RuleId {
-        if list == NONE {
-            return NONE;
-        }
-        let entries = &self.port_entries
-            [self.list_bounds[list as usize] as usize..self.list_bounds[list as usize + 1] as usize];
+    #[inline(always)]
+    fn list_rule(&self, list: ListRef, proto: u8, port: u16) -> RuleId {
         // Entries are ordered so that the first match is the lowest allowing rule:
         // protocol-specific disjoint ranges first, the any-protocol entry (if any) last.
-        entries
-            .iter()
-            .find(|e| (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi)
-            .map_or(NONE, |e| e.rule)
-    }
-
-    /// The port list of `key` in the key table at `start..start + len`, or `NONE`.
-    #[inline]
-    fn table_list(&self, start: u32, len: u32, key: u32) -> u32 {
-        if len == 0 {
-            return NONE;
+        let entries = &self.port_entries[list.0 as usize..list.1 as usize];
+        for e in entries {
+            if (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi {
+                return e.rule;
+            }
         }
-        let lo = start as usize;
-        match self.id_keys[lo..lo + len as usize].binary_search(&key) {
-            Ok(i) => self.id_lists[lo + i],
-            Err(_) => NONE,
-        }
+        NONE
     }
 
     /// The first rule of rule set `set` that allows `remote` (the endpoint `peer`, or
@@ -234,17 +243,23 @@ impl Snapshot {
         let layout = &self.rule_sets[set as usize];
         let mut list = layout.base;
         if let Some(p) = peer {
-            let id = self.table_list(layout.id_start, layout.id_len, p.identity);
-            list = if id != NONE {
-                id
-            } else {
-                match self.table_list(layout.ns_start, layout.ns_len, p.namespace) {
-                    NONE => layout.base,
-                    ns => ns,
+            let by_identity = match layout.id_len {
+                0 => None,
+                _ => self.keyed.get(table_key(set, TableKind::Identity, p.identity)),
+            };
+            list = match by_identity {
+                Some(l) => l,
+                None if layout.ns_len != 0 => {
+                    self.keyed.get(table_key(set, TableKind::Namespace, p.namespace)).unwrap_or(layout.base)
                 }
+                None => layout.base,
             };
         }
         let best = self.list_rule(list, proto, port);
+        if best < layout.addr_min_rule {
+            // No address entry of this set has a lower rule.
+            return best;
+        }
         let list = match remote {
             IpAddr::V4(a) if layout.v4_len != 0 => {
                 let lo = layout.v4_start as usize;
@@ -261,7 +276,7 @@ impl Snapshot {
                 let i = starts.partition_point(|&s| s <= a);
                 self.seg_v6_list[lo + i - 1]
             }
-            _ => NONE,
+            _ => return best,
         };
         best.min(self.list_rule(list, proto, port))
     }

@@ -8,7 +8,8 @@
 //! entry's intervals become start/end events, and at each boundary the active entries
 //! are reduced to a port list. Identical rule sets and identical port lists are shared.
 
-use super::{AddressSet, Endpoint, PortEntry, RuleSetLayout, Snapshot, ANY_PROTO, NODE_BIT, NONE};
+use super::flat::FlatMap;
+use super::{table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -86,13 +87,12 @@ impl SnapshotBuilder {
         SnapshotBuilder {
             snap: Snapshot {
                 generation,
-                addr_v4: HashMap::new(),
+                addr_v4: FlatMap::new(0),
                 addr_v6: HashMap::new(),
                 endpoints: Vec::new(),
                 nodes: 0,
                 rule_sets: Vec::new(),
-                id_keys: Vec::new(),
-                id_lists: Vec::new(),
+                keyed: FlatMap::new((0, 0)),
                 seg_v4_start: Vec::new(),
                 seg_v4_list: Vec::new(),
                 seg_v6_start: Vec::new(),
@@ -131,7 +131,7 @@ impl SnapshotBuilder {
         for a in addrs {
             match *a {
                 IpAddr::V4(a) => {
-                    self.snap.addr_v4.entry(u32::from(a)).or_insert(id | NODE_BIT);
+                    self.snap.addr_v4.get_or_insert(u32::from(a), id | NODE_BIT);
                 }
                 IpAddr::V6(a) => {
                     self.snap.addr_v6.entry(u128::from(a)).or_insert(id | NODE_BIT);
@@ -191,15 +191,16 @@ impl SnapshotBuilder {
             .map(|(i, e)| (e.rule, i as u32))
             .collect();
         let base = self.port_list(&key, any.iter().copied());
+        let base = self.list_ref(base);
         // Namespace table, each list merged with the base entries, then identity table,
         // each list merged with the base and its namespace's entries: the lookup stops
         // at the first table that has the remote.
-        let ns_start = self.snap.id_keys.len() as u32;
-        let ns_entries = self.key_table(&key, &|_| any.clone(), |r| match r {
+        let set_id = self.snap.rule_sets.len() as RuleSetId;
+        let ns_entries = self.key_table(set_id, TableKind::Namespace, &key, &|_| any.clone(), |r| match r {
             Remote::Namespaces(s) => Some(s),
             _ => None,
         });
-        let id_start = self.snap.id_keys.len() as u32;
+
         let identity_namespace = std::mem::take(&mut self.identity_namespace);
         let with_namespace = |ident: u32| {
             let ns = *identity_namespace.get(ident as usize).expect("identity registered with add_identity");
@@ -209,7 +210,7 @@ impl SnapshotBuilder {
             }
             v
         };
-        self.key_table(&key, &with_namespace, |r| match r {
+        let by_identity = self.key_table(set_id, TableKind::Identity, &key, &with_namespace, |r| match r {
             Remote::Identities(s) => Some(s),
             _ => None,
         });
@@ -221,20 +222,23 @@ impl SnapshotBuilder {
         if has_addresses {
             for (pos, list) in self.sweep(&key, false) {
                 self.snap.seg_v4_start.push(pos as u32);
+                let list = self.list_ref(list);
                 self.snap.seg_v4_list.push(list);
             }
             for (pos, list) in self.sweep(&key, true) {
                 self.snap.seg_v6_start.push(pos);
+                let list = self.list_ref(list);
                 self.snap.seg_v6_list.push(list);
             }
         }
-        let id = self.snap.rule_sets.len() as RuleSetId;
+        let id = set_id;
+        let addr_min_rule =
+            key.iter().filter(|e| matches!(e.remote, Remote::Addresses(_))).map(|e| e.rule).min().unwrap_or(NONE);
         self.snap.rule_sets.push(RuleSetLayout {
             base,
-            ns_start,
-            ns_len: id_start - ns_start,
-            id_start,
-            id_len: self.snap.id_keys.len() as u32 - id_start,
+            ns_len: ns_entries.len() as u32,
+            id_len: by_identity.len() as u32,
+            addr_min_rule,
             v4_start,
             v4_len: self.snap.seg_v4_start.len() as u32 - v4_start,
             v6_start,
@@ -283,8 +287,8 @@ impl SnapshotBuilder {
         self.snap.endpoints[id as usize] = self.endpoint_record(identity, node, ingress, egress);
         for a in old_addrs {
             match *a {
-                IpAddr::V4(v) if self.snap.addr_v4.get(&u32::from(v)) == Some(&id) => {
-                    self.snap.addr_v4.remove(&u32::from(v));
+                IpAddr::V4(v) if self.snap.addr_v4.get(u32::from(v)) == Some(id) => {
+                    self.snap.addr_v4.remove(u32::from(v));
                 }
                 IpAddr::V6(v) if self.snap.addr_v6.get(&u128::from(v)) == Some(&id) => {
                     self.snap.addr_v6.remove(&u128::from(v));
@@ -312,7 +316,7 @@ impl SnapshotBuilder {
     fn map_addresses(&mut self, id: u32, addrs: &[IpAddr]) {
         for a in addrs {
             let slot = match *a {
-                IpAddr::V4(v) => self.snap.addr_v4.entry(u32::from(v)).or_insert(id),
+                IpAddr::V4(v) => self.snap.addr_v4.get_or_insert(u32::from(v), id),
                 IpAddr::V6(v) => self.snap.addr_v6.entry(u128::from(v)).or_insert(id),
             };
             if *slot & NODE_BIT != 0 {
@@ -368,8 +372,7 @@ impl SnapshotBuilder {
         s.addr_v6.shrink_to_fit();
         s.endpoints.shrink_to_fit();
         s.rule_sets.shrink_to_fit();
-        s.id_keys.shrink_to_fit();
-        s.id_lists.shrink_to_fit();
+        s.keyed.shrink_to_fit();
         s.seg_v4_start.shrink_to_fit();
         s.seg_v4_list.shrink_to_fit();
         s.seg_v6_start.shrink_to_fit();
@@ -381,11 +384,14 @@ impl SnapshotBuilder {
         self.snap
     }
 
-    /// Append a sorted key → port list table for the entries whose remote `pick` maps
-    /// to an id set (namespaces or identities), each key's list merged with the
+    /// Enter into the shared table, under (`set`, `kind`, key), the port list of each key
+    /// that the entries whose remote `pick` maps to an id set (namespaces or
+    /// identities) name, each key's list merged with the
     /// `(rule, entry)` pairs `extra` gives for it. Returns each key's own pairs.
     fn key_table(
         &mut self,
+        set: RuleSetId,
+        kind: TableKind,
         entries: &[RuleSetEntry],
         extra: &dyn Fn(u32) -> Vec<(RuleId, u32)>,
         pick: impl Fn(Remote) -> Option<IdentitySetId>,
@@ -409,8 +415,8 @@ impl SnapshotBuilder {
             merged.dedup();
             let list = self.port_list(entries, merged.into_iter());
             k = end;
-            self.snap.id_keys.push(key);
-            self.snap.id_lists.push(list);
+            let list = self.list_ref(list);
+            self.snap.keyed.insert(table_key(set, kind, key), list);
             own.insert(key, group);
         }
         own
@@ -467,6 +473,14 @@ impl SnapshotBuilder {
         }
         self.events = events;
         out
+    }
+
+    /// Where port list `list` (or `NONE`) lives in the entry array.
+    fn list_ref(&self, list: u32) -> ListRef {
+        match list {
+            NONE => (0, 0),
+            l => (self.snap.list_bounds[l as usize], self.snap.list_bounds[l as usize + 1]),
+        }
     }
 
     /// Interned port list for the active entries (in ascending rule order): each

@@ -1,0 +1,221 @@
+//! `FlatMap`: the snapshot's own open-addressing hash map from an integer key to a small
+//! `Copy` value, laid out as one array of `(key, value)` slots so that a lookup touches
+//! a single cache line in the common case (hashbrown reads a control group and then the
+//! slot: two lines). Fibonacci hashing of the integer key, linear probing, load ≤ 1/2,
+//! backward-shift deletion (no tombstones), so the builder can keep patching it and a
+//! clone is one memcpy.
+//!
+//! The key `K::EMPTY` marks a free slot; a real entry with that key lives in a side field.
+
+/// Integer keys `FlatMap` can hash.
+pub(crate) trait FlatKey: Copy + Eq + std::fmt::Debug {
+    /// Marks an empty slot.
+    const EMPTY: Self;
+    /// 64 well-mixed bits.
+    fn mix(self) -> u64;
+}
+
+impl FlatKey for u32 {
+    const EMPTY: Self = u32::MAX;
+    #[inline(always)]
+    fn mix(self) -> u64 {
+        u64::from(self).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl FlatKey for u64 {
+    const EMPTY: Self = u64::MAX;
+    #[inline(always)]
+    fn mix(self) -> u64 {
+        (self ^ (self >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FlatMap<K: FlatKey, V: Copy> {
+    slots: Vec<(K, V)>,
+    /// 64 - log2(slots.len()): the home slot is the top bits of `mix`.
+    shift: u32,
+    len: usize,
+    /// The entry whose key is `K::EMPTY`, if any.
+    empty_key: Option<V>,
+    filler: V,
+}
+
+const MIN_SLOTS: usize = 8;
+
+impl<K: FlatKey, V: Copy> FlatMap<K, V> {
+    /// An empty map; `filler` is the value stored in free slots (never returned).
+    pub(crate) fn new(filler: V) -> Self {
+        FlatMap { slots: vec![(K::EMPTY, filler); MIN_SLOTS], shift: 64 - MIN_SLOTS.trailing_zeros(), len: 0, empty_key: None, filler }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes held by the slot array.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(K, V)>()
+    }
+
+    #[inline(always)]
+    fn home(&self, key: K) -> usize {
+        (key.mix() >> self.shift) as usize
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: K) -> Option<V> {
+        if key == K::EMPTY {
+            return self.empty_key;
+        }
+        let mask = self.slots.len() - 1;
+        let mut pos = self.home(key);
+        loop {
+            let (k, v) = self.slots[pos];
+            if k == key {
+                return Some(v);
+            }
+            if k == K::EMPTY {
+                return None;
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// The value of `key`, inserting `value` first if absent.
+    pub(crate) fn get_or_insert(&mut self, key: K, value: V) -> &mut V {
+        if key == K::EMPTY {
+            if self.empty_key.is_none() {
+                self.len += 1;
+            }
+            return self.empty_key.get_or_insert(value);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut pos = self.home(key);
+        loop {
+            let k = self.slots[pos].0;
+            if k == key {
+                break;
+            }
+            if k == K::EMPTY {
+                self.slots[pos] = (key, value);
+                self.len += 1;
+                break;
+            }
+            pos = (pos + 1) & mask;
+        }
+        &mut self.slots[pos].1
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        *self.get_or_insert(key, value) = value;
+    }
+
+    pub(crate) fn remove(&mut self, key: K) -> Option<V> {
+        if key == K::EMPTY {
+            let v = self.empty_key.take();
+            self.len -= usize::from(v.is_some());
+            return v;
+        }
+        let mask = self.slots.len() - 1;
+        let mut hole = self.home(key);
+        loop {
+            let k = self.slots[hole].0;
+            if k == key {
+                break;
+            }
+            if k == K::EMPTY {
+                return None;
+            }
+            hole = (hole + 1) & mask;
+        }
+        let removed = self.slots[hole].1;
+        // Backward shift: move later chain members whose home is not in (hole, pos].
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & mask;
+            let (k, v) = self.slots[pos];
+            if k == K::EMPTY {
+                break;
+            }
+            let home = self.home(k);
+            if (pos.wrapping_sub(home) & mask) >= (pos.wrapping_sub(hole) & mask) {
+                self.slots[hole] = (k, v);
+                hole = pos;
+            }
+        }
+        self.slots[hole] = (K::EMPTY, self.filler);
+        self.len -= 1;
+        Some(removed)
+    }
+
+    /// Every `(key, value)`, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.slots.iter().copied().filter(|(k, _)| *k != K::EMPTY).chain(self.empty_key.map(|v| (K::EMPTY, v)))
+    }
+
+    /// Shrink the slot array to the smallest power of two keeping load ≤ 1/2.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        let want = (self.len * 2).next_power_of_two().max(MIN_SLOTS);
+        if want < self.slots.len() {
+            self.rehash(want);
+        }
+    }
+
+    fn grow(&mut self) {
+        self.rehash(self.slots.len() * 2);
+    }
+
+    fn rehash(&mut self, size: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![(K::EMPTY, self.filler); size]);
+        self.shift = 64 - size.trailing_zeros();
+        let mask = size - 1;
+        for (k, v) in old {
+            if k == K::EMPTY {
+                continue;
+            }
+            let mut pos = self.home(k);
+            while self.slots[pos].0 != K::EMPTY {
+                pos = (pos + 1) & mask;
+            }
+            self.slots[pos] = (k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        /// Behaves like a `HashMap` under inserts and removes, the empty-marker key included.
+        #[test]
+        fn matches_a_hashmap(ops in proptest::collection::vec((0u8..3, prop_oneof![0u32..64, Just(u32::MAX)], any::<u16>()), 0..400)) {
+            let mut flat: FlatMap<u32, u16> = FlatMap::new(0);
+            let mut model: HashMap<u32, u16> = HashMap::new();
+            for (op, key, value) in ops {
+                match op {
+                    0 => { flat.insert(key, value); model.insert(key, value); }
+                    1 => { prop_assert_eq!(flat.remove(key), model.remove(&key)); }
+                    _ => { prop_assert_eq!(*flat.get_or_insert(key, value), *model.entry(key).or_insert(value)); }
+                }
+                prop_assert_eq!(flat.len(), model.len());
+                for k in (0..64).chain([u32::MAX]) {
+                    prop_assert_eq!(flat.get(k), model.get(&k).copied());
+                }
+            }
+            flat.shrink_to_fit();
+            let mut all: Vec<(u32, u16)> = flat.iter().collect();
+            all.sort_unstable();
+            let mut want: Vec<(u32, u16)> = model.into_iter().collect();
+            want.sort_unstable();
+            prop_assert_eq!(all, want);
+        }
+    }
+}
