@@ -14,6 +14,7 @@ pub mod load;
 pub mod validate;
 pub mod model;
 pub mod compile;
+pub mod scale;
 pub mod cn2;
 pub mod render;
 pub mod probes;

@@ -338,15 +338,14 @@ impl SnapshotBuilder {
         for (id, name) in names {
             renamed[*id as usize - first] = Some(name);
         }
-        let tail: Vec<String> = (first..count)
-            .map(|i| match renamed[i - first] {
-                Some(n) => n.to_owned(),
-                None => self.snap.rule_names[self.snap.name_bounds[i] as usize..self.snap.name_bounds[i + 1] as usize].to_owned(),
-            })
-            .collect();
-        self.snap.rule_names.truncate(self.snap.name_bounds[first] as usize);
-        self.snap.name_bounds.truncate(first + 1);
-        for name in &tail {
+        let base = self.snap.name_bounds[first] as usize;
+        let old_names = self.snap.rule_names.split_off(base);
+        let old_bounds = self.snap.name_bounds.split_off(first + 1);
+        let mut start = 0;
+        for (i, end) in old_bounds.iter().enumerate() {
+            let end = *end as usize - base;
+            let name = renamed[i].unwrap_or(&old_names[start..end]);
+            start = end;
             self.snap.rule_names.push_str(name);
             self.snap.name_bounds.push(self.snap.rule_names.len() as u32);
         }
