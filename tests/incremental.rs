@@ -257,7 +257,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
     #[test]
     fn incremental_verdicts_equal_full_compile(seed in any::<u64>()) {
         check(seed)?;

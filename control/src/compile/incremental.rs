@@ -138,19 +138,19 @@ impl Incremental {
             model,
             engine,
         };
+        let key = |kind, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| -> ObjectKey {
+            (kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+        };
         for (slot, p) in cluster.pods.iter().enumerate() {
-            inc.pod_slots.insert(ns_name(&key_of(&Object::Pod(p.object.clone()))), slot);
+            inc.pod_slots.insert(ns_name(&key(Kind::Pod, &p.object.metadata)), slot);
         }
-        for (slot, p) in inc.model.pods.iter().enumerate() {
-            if p.is_endpoint() {
-                for a in &p.addrs {
-                    *inc.claims.entry(*a).or_default() += 1;
-                }
+        for p in inc.model.pods.iter().filter(|p| p.is_endpoint()) {
+            for a in &p.addrs {
+                *inc.claims.entry(*a).or_default() += 1;
             }
-            let _ = slot;
         }
         for (slot, p) in cluster.policies.iter().enumerate() {
-            let key = key_of(&Object::NetworkPolicy(p.object.clone()));
+            let key = key(Kind::NetworkPolicy, &p.object.metadata);
             let okey = inc.order_key(&key, &p.source);
             inc.policy_order.entry(inc.model.policies[slot].namespace).or_default().insert(okey.clone(), slot);
             inc.policy_keys.push(okey);
@@ -221,7 +221,12 @@ impl Incremental {
         }
         crate::validate::validate(&upserts).map_err(|e| e.to_string())?;
         match self.plan(&latest, &upserts)? {
-            Ok(plan) => self.commit(latest, plan),
+            Ok(plan) => {
+                if !self.commit(latest, plan) {
+                    applied.full = Some(FullReason::PolicyOrder);
+                    return Ok(applied);
+                }
+            }
             Err(reason) => {
                 self.full(latest)?;
                 applied.full = Some(reason);
@@ -295,9 +300,17 @@ impl Incremental {
             }
         }
         plan.claims = delta;
-        for pol in &upserts.policies {
-            let key = key_of(&Object::NetworkPolicy(pol.object.clone()));
-            let okey = self.order_key(&key, &pol.source);
+        // In load order, so that new policies taking fresh ids at the end take them in order.
+        let mut policies: Vec<_> = upserts
+            .policies
+            .iter()
+            .map(|pol| {
+                let key = key_of(&Object::NetworkPolicy(pol.object.clone()));
+                (self.order_key(&key, &pol.source), key, pol)
+            })
+            .collect();
+        policies.sort_by(|a, b| a.0.cmp(&b.0));
+        for (okey, key, pol) in policies {
             let p = match self.model.resolve_policy_update(pol) {
                 None => return Ok(Err(FullReason::NewNamespace)),
                 Some(r) => r.map_err(|e| e.to_string())?,
@@ -329,7 +342,9 @@ impl Incremental {
         Ok(Ok(plan))
     }
 
-    fn commit(&mut self, latest: BTreeMap<ObjectKey, Option<(Object, Source)>>, plan: Plan) {
+    /// Apply a plan; false when it had to recompile whole after all (a policy
+    /// outgrew its reserved ids).
+    fn commit(&mut self, latest: BTreeMap<ObjectKey, Option<(Object, Source)>>, plan: Plan) -> bool {
         for (k, v) in latest {
             match v {
                 Some((object, source)) => self.objects.insert(k, Stored { object, source }),
@@ -414,10 +429,12 @@ impl Incremental {
             }
             if !self.engine.policy_changed(&self.model, slot) {
                 // Outgrew its reserved ids: recompile whole (rare; the state is consistent).
+                // Every object in force passed validation, so this cannot fail.
                 let _ = self.full(BTreeMap::new());
-                return;
+                return false;
             }
         }
+        true
     }
 }
 
