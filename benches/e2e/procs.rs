@@ -28,7 +28,8 @@ pub fn vdevs(pcap: &Path) -> [String; 2] {
 }
 
 /// Ends the child (that we started), by its PID, if it is still running: SIGTERM first
-/// (the OVS script's trap then stops the daemons it started), SIGKILL after 10 s.
+/// (the OVS script's trap then stops the daemons it started), SIGKILL after 30 s (the
+/// script gives each daemon 10 s).
 pub struct Reap(pub Child);
 
 impl Drop for Reap {
@@ -37,7 +38,7 @@ impl Drop for Reap {
             // Our own child, not yet reaped (try_wait says it runs): its PID is not reused.
             // kill(1) rather than libc: `unsafe` stays in ffi and dataplane::dpdk.
             let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.0.try_wait() {
                     return;
@@ -50,12 +51,14 @@ impl Drop for Reap {
     }
 }
 
-/// Bytes one mbuf takes in a pool (2 KiB + headroom data room, header, pool overhead).
-const MBUF_BYTES: u64 = 2176 + 128 + 64;
+/// Bytes one mbuf takes in a pool with --no-huge: an mbuf (2176 B data room + header,
+/// ~2.4 KB) does not cross a 4 KiB page there, so each takes a page (measured: a 532k
+/// pool fails in 2.07 GB and fits in 2.6 GB).
+const MBUF_BYTES: u64 = 4096;
 
 /// EAL memory (MB) for a pool of `mbufs`, with room for the rest of EAL.
 fn eal_mb(mbufs: u64) -> u64 {
-    (mbufs * MBUF_BYTES >> 20) + 256
+    (mbufs * MBUF_BYTES >> 20) + 768
 }
 
 /// testpmd io-forward over `pcap` for `secs`: packets forwarded per second.
@@ -201,6 +204,9 @@ pub struct Window {
 /// A steady-state palisade figure: the difference of a short and a long run.
 #[derive(Clone, Copy, Debug)]
 pub struct Steady {
+    /// The replay's packets the window covers: from the short run's last to the long's.
+    pub from: u64,
+    pub to: u64,
     pub pps: f64,
     pub forwarded_share: f64,
     pub tsc_hz: f64,
@@ -266,7 +272,7 @@ pub fn palisade_steady(rig: &Rig, pcap: &Pcap, manifests: &Path, secs: f64, wind
     if drx == 0 || ds <= 0.002 {
         return Err(format!("window too short to time: {drx} packets in {ds:.4} s"));
     }
-    Ok(Steady { pps: drx as f64 / ds, forwarded_share: dtx as f64 / drx as f64, tsc_hz: b.tsc_hz, window_s: ds, window_packets: drx })
+    Ok(Steady { from: a.rx, to: b.rx, pps: drx as f64 / ds, forwarded_share: dtx as f64 / drx as f64, tsc_hz: b.tsc_hz, window_s: ds, window_packets: drx })
 }
 
 /// OVS-DPDK with a conntrack ACL on the same vdevs and core, through the script.
@@ -275,8 +281,15 @@ pub struct OvsResult {
     pub forwarded_share: f64,
 }
 
+/// OVS's shared mempool holds at most 262144 mbufs, and net_pcap's infinite_rx copies
+/// the whole file into it (leave room for the rings).
+pub const OVS_MAX_PCAP_PACKETS: usize = 200_000;
+
 /// Runs `benches/ovs/ovs-conntrack.sh`; Err says why it could not (not installed, ...).
 pub fn ovs(rig: &Rig, pcap: &Pcap, allowed: &str, secs: f64, tag: &str) -> Result<OvsResult, String> {
+    if pcap.packets > OVS_MAX_PCAP_PACKETS {
+        return Err(format!("{} packets: more than OVS's pool (262144 mbufs) can hold for net_pcap's infinite_rx", pcap.packets));
+    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ovs/ovs-conntrack.sh");
     let rules = rig.scratch.join(format!("ovs-allowed-{tag}.txt"));
     std::fs::write(&rules, allowed).map_err(|e| e.to_string())?;
@@ -289,7 +302,8 @@ pub fn ovs(rig: &Rig, pcap: &Pcap, allowed: &str, secs: f64, tag: &str) -> Resul
             .args(["--pcap".as_ref(), pcap.path.as_os_str()])
             .args(["--allowed".as_ref(), rules.as_os_str()])
             .args(["--cpu", &rig.worker_cpu.to_string(), "--main-cpu", &rig.main_cpu.to_string()])
-            .args(["--secs", &format!("{secs}"), "--memory-mb", &eal_mb(mbufs).to_string()])
+            // OVS sizes its own shared pool (up to 262144 mbufs of ~3 KB).
+            .args(["--secs", &format!("{secs}"), "--memory-mb", &eal_mb(mbufs).max(1536).to_string()])
             .args(["--json".as_ref(), out.as_os_str()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -302,7 +316,9 @@ pub fn ovs(rig: &Rig, pcap: &Pcap, allowed: &str, secs: f64, tag: &str) -> Resul
     }
     let status = child.0.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(last_lines(&err, 3));
+        // The script's own messages say why; the log lines around them are context.
+        let own: Vec<&str> = err.lines().filter(|l| l.starts_with("ovs-conntrack.sh:")).collect();
+        return Err(if own.is_empty() { last_lines(&err, 3) } else { own.join(" | ") });
     }
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(OvsResult { pps: json["rx_pps"].as_f64().unwrap_or(0.0), forwarded_share: json["forwarded_share"].as_f64().unwrap_or(0.0) })

@@ -33,8 +33,9 @@ const SEED: u64 = 42;
 /// Packets a pcap may hold when `palisade run` cannot be told its pool size: the pool
 /// is inflated through --rx-desc/--tx-desc to at most 524287 mbufs (see `pool_args`).
 pub const PCAP_BUDGET: usize = 500_000;
-/// Packets in the steady stretch of a mix pcap, at least.
-const MIX_STEADY_MIN: usize = 200_000;
+/// Packets in the steady stretch of a mix pcap (after the handshakes): about 0.1-0.2 s
+/// of first pass at this machine's rates.
+const MIX_STEADY: usize = 200_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -237,26 +238,32 @@ pub struct Pcap {
     pub steady_end: Option<usize>,
     pub bytes: u64,
     pub flow_list: Vec<Flow>,
-    /// Per flow in `flow_list`, its packets inside the steady stretch of one pass (all
-    /// of a flow's packets follow its verdict): the expected forwarded share.
-    pub flow_steady_packets: Vec<u32>,
+    /// For each packet of the file, its flow's index in `flow_list` (every packet of a
+    /// flow follows the flow's verdict).
+    pub packet_flow: Vec<u32>,
 }
 
 impl Pcap {
-    /// The share of steady-state packets `set` must forward.
-    pub fn expected_forward_share(&self, set: &PolicySet) -> f64 {
-        let (mut fwd, mut all) = (0u64, 0u64);
-        for (f, &n) in self.flow_list.iter().zip(&self.flow_steady_packets) {
-            all += n as u64;
-            if set.snapshot.classify(IpAddr::V4(f.src), IpAddr::V4(f.dst), f.protocol, f.dst_port).is_allow() {
-                fwd += n as u64;
-            }
+    /// The share `set` must forward of the packets a replay delivers from its `from`th to
+    /// its `to`th packet (the file loops: packet k is file packet k mod len).
+    pub fn expected_forward_share(&self, set: &PolicySet, from: u64, to: u64) -> f64 {
+        let allow: Vec<bool> = self
+            .flow_list
+            .iter()
+            .map(|f| set.snapshot.classify(IpAddr::V4(f.src), IpAddr::V4(f.dst), f.protocol, f.dst_port).is_allow())
+            .collect();
+        let n = self.packet_flow.len() as u64;
+        if n == 0 || to <= from {
+            return 1.0;
         }
-        if all == 0 {
-            1.0
+        let allowed_in = |a: u64, b: u64| self.packet_flow[a as usize..b as usize].iter().filter(|&&i| allow[i as usize]).count() as u64;
+        let (pass_from, pass_to) = (from / n, to / n);
+        let allowed = if pass_from == pass_to {
+            allowed_in(from % n, to % n)
         } else {
-            fwd as f64 / all as f64
-        }
+            allowed_in(from % n, n) + (pass_to - pass_from - 1) * allowed_in(0, n) + allowed_in(0, to % n)
+        };
+        allowed as f64 / (to - from) as f64
     }
 
     /// Share of the file's packets whose flow `set` allows.
@@ -274,6 +281,7 @@ struct PcapStream {
     out: io::BufWriter<std::fs::File>,
     packets: usize,
     bytes: u64,
+    packet_flow: Vec<u32>,
 }
 
 impl PcapStream {
@@ -284,10 +292,12 @@ impl PcapStream {
             header.extend_from_slice(&word);
         }
         out.write_all(&header).expect("write pcap");
-        PcapStream { out, packets: 0, bytes: 0 }
+        PcapStream { out, packets: 0, bytes: 0, packet_flow: Vec::new() }
     }
 
-    fn push(&mut self, frame: &[u8]) {
+    /// Appends `frame`, a packet of flow number `flow`.
+    fn push(&mut self, frame: &[u8], flow: usize) {
+        self.packet_flow.push(flow as u32);
         let (secs, micros) = ((self.packets / 1_000_000) as u32, (self.packets % 1_000_000) as u32);
         for field in [secs, micros, frame.len() as u32, frame.len() as u32] {
             self.out.write_all(&field.to_le_bytes()).expect("write pcap");
@@ -297,9 +307,9 @@ impl PcapStream {
         self.bytes += frame.len() as u64 + 4;
     }
 
-    fn finish(mut self) -> (usize, u64) {
+    fn finish(mut self) -> (usize, u64, Vec<u32>) {
         self.out.flush().expect("flush pcap");
-        (self.packets, self.bytes)
+        (self.packets, self.bytes, self.packet_flow)
     }
 }
 
@@ -334,7 +344,7 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
     };
     let seed = 0x9e37_79b9 ^ (flows as u64) << 8 ^ kind as u64;
     let mut seen = HashSet::new();
-    let (flow_list, warm, steady_end, flow_steady_packets);
+    let (flow_list, warm, steady_end);
     match kind {
         Kind::Established => {
             let list = pick_flows(addrs, reference, flows, true, seed, &mut seen);
@@ -342,34 +352,30 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
             let rounds = ((PCAP_BUDGET.saturating_sub(3 * flows)) / (2 * flows)).clamp(1, 16);
             handshakes(&mut out, &list);
             for _ in 0..rounds {
-                for f in &list {
-                    out.push(&frame(f, true, PSH | ACK, next_len()));
-                    out.push(&frame(f, false, PSH | ACK, next_len()));
+                for (i, f) in list.iter().enumerate() {
+                    out.push(&frame(f, true, PSH | ACK, next_len()), i);
+                    out.push(&frame(f, false, PSH | ACK, next_len()), i);
                 }
             }
             warm = 3 * flows;
             steady_end = None;
-            // After the first pass every packet is steady, handshakes included.
-            flow_steady_packets = vec![(3 + 2 * rounds) as u32; flows];
             flow_list = list;
         }
         Kind::NewFlows => {
             let list = pick_flows(addrs, reference, flows, false, seed, &mut seen);
-            for f in &list {
-                out.push(&frame(f, true, SYN, next_len()));
+            for (i, f) in list.iter().enumerate() {
+                out.push(&frame(f, true, SYN, next_len()), i);
             }
             warm = 0;
             steady_end = Some(flows);
-            flow_steady_packets = vec![1; flows];
             flow_list = list;
         }
         Kind::Mix => {
-            let steady = MIX_STEADY_MIN.max(PCAP_BUDGET.saturating_sub(3 * flows));
+            let steady = MIX_STEADY;
             let new_count = steady / 5;
             let mut list = pick_flows(addrs, reference, flows, true, seed, &mut seen);
             list.extend(pick_flows(addrs, reference, new_count, false, seed.rotate_left(29), &mut seen));
             handshakes(&mut out, &list[..flows]);
-            let mut steady_packets = vec![0u32; list.len()];
             // Every 5th packet opens a new flow; the others are data of the established
             // flows, round robin, initiator then responder.
             let (mut next_new, mut next_data) = (flows, 0usize);
@@ -381,17 +387,15 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
                     next_data += 1;
                     ((next_data - 1) / 2 % flows, next_data % 2 == 1, PSH | ACK)
                 };
-                out.push(&frame(&list[i], forward, flags, next_len()));
-                steady_packets[i] += 1;
+                out.push(&frame(&list[i], forward, flags, next_len()), i);
             }
             warm = 3 * flows;
             steady_end = Some(warm + steady);
-            flow_steady_packets = steady_packets;
             flow_list = list;
         }
     }
-    let (packets, bytes) = out.finish();
-    Pcap { path, kind, flows, packets, warm, steady_end, bytes, flow_list, flow_steady_packets }
+    let (packets, bytes, packet_flow) = out.finish();
+    Pcap { path, kind, flows, packets, warm, steady_end, bytes, flow_list, packet_flow }
 }
 
 fn key(f: &Flow) -> Key {
@@ -405,10 +409,10 @@ fn key(f: &Flow) -> Key {
 
 /// SYN, SYN-ACK, ACK of each flow (64 B), in flow order.
 fn handshakes(out: &mut PcapStream, flows: &[Flow]) {
-    for f in flows {
-        out.push(&frame(f, true, SYN, 64));
-        out.push(&frame(f, false, SYN | ACK, 64));
-        out.push(&frame(f, true, ACK, 64));
+    for (i, f) in flows.iter().enumerate() {
+        out.push(&frame(f, true, SYN, 64), i);
+        out.push(&frame(f, false, SYN | ACK, 64), i);
+        out.push(&frame(f, true, ACK, 64), i);
     }
 }
 
