@@ -142,3 +142,41 @@ impl FiveTupleSet {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{Action, Classifier, Reason, NO_RULE};
+    use proptest::prelude::*;
+
+    /// The obvious evaluation: the first rule of the destination's group that matches.
+    fn first_match(set: &FiveTupleSet, (src, dst, proto, _, port): Probe) -> Option<u32> {
+        let (src, dst) = (u32::from(src), u32::from(dst));
+        set.rules.iter().position(|r| {
+            let in_src = r.src.1 == 0 || (src ^ r.src.0) >> (32 - u32::from(r.src.1)) == 0;
+            set.group_net(r.group) == dst & 0xffff_ff00
+                && in_src
+                && r.proto == proto
+                && (r.dst_ports.0..=r.dst_ports.1).contains(&port)
+        }).map(|i| i as u32)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The compiled snapshot decides every probe as the first matching rule would.
+        #[test]
+        fn snapshot_matches_first_match(seed in any::<u64>(), groups in 1u32..6, rules in 0u32..40) {
+            let set = FiveTupleSet::synthetic(groups, 3, rules, seed);
+            let snapshot = set.snapshot(1);
+            let deny = set.rules.len() as u32;
+            for probe in set.trace(300, seed ^ 0x5555) {
+                let v = snapshot.classify(IpAddr::V4(probe.0), IpAddr::V4(probe.1), probe.2, probe.4);
+                prop_assert_eq!(v.egress_rule, NO_RULE);
+                match first_match(&set, probe) {
+                    Some(rule) => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Allow, Reason::Allowed, rule)),
+                    None => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Deny, Reason::DeniedByIngress, deny)),
+                }
+            }
+        }
+    }
+}
