@@ -312,6 +312,16 @@ impl Classifier for Snapshot {
             (_, End::Pod(b)) => (None, Some(&self.endpoints[b as usize])),
             _ => return Verdict::NOT_POLICED,
         };
+        // Both sides' table probes are independent cache misses on large snapshots:
+        // start them together rather than one after the other's branches resolve.
+        if let (Some(s), Some(d)) = (src_ep, dst_ep) {
+            if s.egress != NONE {
+                self.keyed.prefetch(table_key(s.egress, TableKind::Identity, d.identity));
+            }
+            if d.ingress != NONE {
+                self.keyed.prefetch(table_key(d.ingress, TableKind::Identity, s.identity));
+            }
+        }
         let (egress_ok, egress_rule) = match src_ep {
             Some(e) => self.side(e.egress, e.egress_default, dst, dst_ep, proto, dst_port),
             None => (true, NO_RULE),

@@ -83,6 +83,12 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         }
     }
 
+    /// Hint the CPU to fetch the slot where a lookup of `key` starts.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, key: K) {
+        crate::dpdk::prefetch::prefetch_read(&self.slots[self.home(key)]);
+    }
+
     /// The value of `key`, inserting `value` first if absent.
     pub(crate) fn get_or_insert(&mut self, key: K, value: V) -> &mut V {
         if key == K::EMPTY {
