@@ -144,12 +144,19 @@ fi
 ovs-ofctl -O OpenFlow13 add-flows "unix:$RUN/br0.mgmt" "$FLOWS"
 RULES=$(($(wc -l < "$FLOWS")))
 
-stat() { "${VSCTL[@]}" get Interface "$1" "statistics:$2"; }
+# Port counters read live from the PMDs (dpctl/show -s); the Interface table's
+# statistics column is only refreshed every 5 s, too coarse for a window.
+stat() {
+    "${APPCTL[@]}" dpctl/show -s | awk -v port="$1" -v dir="$2" '
+        $1 == "port" && $3 == port { here = 1; next }
+        $1 == "port" { here = 0 }
+        here && $1 == dir { split($2, kv, ":"); print kv[2]; exit }'
+}
 sleep "$WARM"
 "${APPCTL[@]}" dpif-netdev/pmd-stats-clear >/dev/null
-rx0=$(stat p0 rx_packets) tx0=$(stat p1 tx_packets) t0=$(date +%s.%N)
+rx0=$(stat p0 RX) tx0=$(stat p1 TX) t0=$(date +%s.%N)
 sleep "$SECS"
-rx1=$(stat p0 rx_packets) tx1=$(stat p1 tx_packets) t1=$(date +%s.%N)
+rx1=$(stat p0 RX) tx1=$(stat p1 TX) t1=$(date +%s.%N)
 PMD=$("${APPCTL[@]}" dpif-netdev/pmd-stats-show)
 CONNS=$("${APPCTL[@]}" dpctl/ct-stats-show 2>/dev/null | awk '/Connections|Total/ {print $NF; exit}' || true)
 cycles=$(printf '%s\n' "$PMD" | awk -F': *' '/avg processing cycles per packet/ {split($2, a, " "); print a[1]; exit}')
