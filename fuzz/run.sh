@@ -27,7 +27,12 @@ seed() {
             find "$root/tests/data" "$root/examples" -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
                 -size -8k | while read -r f; do cp "$f" "$corpus/$(echo "$f" | sed "s|$root/||; s|/|_|g")"; done ;;
         *)
-            (cd "$here" && cargo run --quiet --release --bin seeds) ;;
+            # Built by `cargo fuzz build` below with the fuzz flags, or else plainly.
+            if [ -x "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/seeds" ]; then
+                "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/seeds"
+            else
+                (cd "$here" && cargo run --quiet --release --bin seeds)
+            fi ;;
     esac
     # Past findings seed the corpus too.
     cp "$here/regressions/$1/"* "$corpus/" 2>/dev/null || true
@@ -42,6 +47,7 @@ run() {
         -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 $extra)
 }
 
+(cd "$here" && cargo fuzz build)
 if [ "$target" = all ]; then
     for t in packet flow_key manifest probes; do run "$t"; done
 else
