@@ -42,6 +42,9 @@ use std::net::IpAddr;
 /// `ports`). 255 is IANA-reserved, so no real packet carries it.
 pub const ANY_PROTO: u8 = 255;
 
+/// Port lists up to this long are scanned; longer ones are binary-searched.
+const LINEAR_SCAN: usize = 8;
+
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
 /// Marks an address-map value as a node id rather than an endpoint id.
@@ -228,12 +231,33 @@ impl Snapshot {
         // Entries are ordered so that the first match is the lowest allowing rule:
         // protocol-specific disjoint ranges first, the any-protocol entry (if any) last.
         let entries = &self.port_entries[list.0 as usize..list.1 as usize];
+        if entries.len() > LINEAR_SCAN {
+            return Self::list_rule_sorted(entries, proto, port);
+        }
         for e in entries {
             if (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi {
                 return e.rule;
             }
         }
         NONE
+    }
+
+    /// `list_rule` for long lists: they are sorted by (protocol, lo) with disjoint
+    /// ranges per protocol and an any-protocol entry (if any) last, which decides only
+    /// what no specific range covers; so the one candidate is found by binary search.
+    #[inline(never)]
+    fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
+        let i = entries.partition_point(|e| (e.proto, e.lo) <= (proto, port));
+        if i > 0 {
+            let e = &entries[i - 1];
+            if e.proto == proto && port <= e.hi {
+                return e.rule;
+            }
+        }
+        match entries.last() {
+            Some(e) if e.proto == ANY_PROTO => e.rule,
+            _ => NONE,
+        }
     }
 
     /// The first rule of rule set `set` that allows `remote` (the endpoint `peer`, or
