@@ -686,6 +686,13 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
                 if let Some(lookup) = lookup {
                     self.flows.prefetch_slot(lookup.hash);
                 }
+                // A SYN without ACK almost always misses the flow table and is classified:
+                // start the snapshot's address lookups now, a burst ahead.
+                if let Parsed::Ip(meta) = parsed {
+                    if meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN {
+                        self.snapshot.prefetch(meta.src_ip(), meta.dst_ip());
+                    }
+                }
             }
             for lookup in lookups[..frames.len()].iter().flatten() {
                 self.flows.prefetch_record(lookup.hash);

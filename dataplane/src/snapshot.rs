@@ -324,6 +324,16 @@ impl Classifier for Snapshot {
     }
 
     #[inline]
+    fn prefetch(&self, src: IpAddr, dst: IpAddr) {
+        // Only the v4 map is flat; v6 addresses take their misses in `classify`.
+        for a in [src, dst] {
+            if let IpAddr::V4(v) = a {
+                self.addr_v4.prefetch(u32::from(v));
+            }
+        }
+    }
+
+    #[inline]
     fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
         let (s, d) = (self.end(src), self.end(dst));
         let host_or_self = Verdict { action: Action::Allow, reason: Reason::HostOrSelf, egress_rule: NO_RULE, ingress_rule: NO_RULE };

@@ -72,4 +72,9 @@ pub trait Classifier {
     /// 132 SCTP, 1 ICMP, 58 ICMPv6, ...); `dst_port` is 0 for protocols without ports.
     /// Must not allocate.
     fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict;
+    /// A hint, with no effect on any verdict: start loading what `classify(src, dst, ..)`
+    /// reads first. The pipeline calls it while it parses a burst, for packets that will
+    /// probably open a flow, so the classifier's first cache misses overlap.
+    #[inline]
+    fn prefetch(&self, _src: IpAddr, _dst: IpAddr) {}
 }
