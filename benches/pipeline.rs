@@ -16,6 +16,7 @@
 //! std has no per-thread CPU clock. Other load on the machine inflates the figures, so
 //! compare the two feeds of one run, and note the load average with them.
 
+use control::compile::synthetic::Rng;
 use control::compile::{compile, synthetic};
 use control::model::Model;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -29,17 +30,6 @@ use std::time::{Duration, Instant};
 
 const BURST: usize = 32;
 const PORTS: [u16; 6] = [8080, 8081, 9090, 443, 5432, 8050];
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// `count` TCP tuples between random pod addresses, unique by client port and index.
 fn tuples(addrs: &[IpAddr], count: usize, rng: &mut Rng) -> Vec<(SocketAddr, SocketAddr)> {

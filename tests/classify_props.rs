@@ -8,32 +8,13 @@
 //! peer and port in order for every probe.
 
 use control::cluster::{Cluster, Source, Sourced};
+use control::compile::synthetic::Rng;
 use control::cn2::{self, Direction, PeerKind};
 use dataplane::{Classifier, Reason};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 type Labels = BTreeMap<String, String>;
 

@@ -15,6 +15,7 @@
 //! - mix: established handshakes first, then data of those flows with every 5th packet
 //!   a new flow. Steady from `warm` to the end of the first pass.
 
+use control::compile::synthetic::Rng;
 use control::compile::{compile, synthetic};
 use control::model::Model;
 use dataplane::pipeline::craft::{self, L4};
@@ -163,18 +164,6 @@ pub struct Flow {
     pub dst_port: u16,
     /// 6 or 17.
     pub protocol: u8,
-}
-
-/// Deterministic xorshift.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
 }
 
 /// Ports the synthetic policies name, so rules decide these flows rather than defaults.
