@@ -228,6 +228,8 @@ pub struct ForwarderConfig {
     pub file_prefix: Option<String>,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// Mbufs in the pool (default: `mempool_size` of the ports, workers and descriptors).
+    pub mbufs: Option<u32>,
     pub worker: WorkerConfig,
 }
 
@@ -243,6 +245,7 @@ impl Default for ForwarderConfig {
             file_prefix: None,
             rx_desc: 1024,
             tx_desc: 1024,
+            mbufs: None,
             worker: WorkerConfig::default(),
         }
     }
@@ -360,7 +363,7 @@ impl Forwarder {
             return Err(DpdkError::NoWorkerLcores.into());
         }
         let n_ports = cfg.ports.len() + cfg.drop_sink.is_some() as usize;
-        let count = mempool_size(n_ports, workers, cfg.rx_desc, cfg.tx_desc, workers + 1);
+        let count = cfg.mbufs.unwrap_or_else(|| mempool_size(n_ports, workers, cfg.rx_desc, cfg.tx_desc, workers + 1));
         let pool = Mempool::new(&eal, "palisade_mbufs", count, 256, -1)?;
         let pcfg = PortConfig { queues: workers as u16, rx_desc: cfg.rx_desc, tx_desc: cfg.tx_desc, promiscuous: true };
         let ports = cfg.ports.iter().map(|d| Port::open(&pool, d.port_name(), &pcfg)).collect::<Result<Vec<_>, _>>()?;

@@ -111,6 +111,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub tx_desc: u16,
 
+    /// Packet buffers (mbufs) in the pool all ports and workers share. At least every
+    /// rx and tx descriptor of every port and worker plus two bursts each and the
+    /// per-core caches; with --no-huge each takes a 4 KiB page of --memory-mb. Raise it
+    /// for a net_pcap vdev with infinite_rx=1, which holds its whole file in the pool
+    /// [default: that minimum plus slack, rounded up to 2^k - 1; 8191 for two ports,
+    /// one worker and 1024 descriptors].
+    #[arg(long, value_name = "N")]
+    pub mbufs: Option<u32>,
+
     /// Prometheus metrics endpoint (HTTP GET /metrics), or `off`. Localhost unless you
     /// give another address.
     #[arg(long, value_name = "ADDR|off", default_value = DEFAULT_METRICS_ADDR)]
@@ -182,6 +191,7 @@ impl Default for Args {
             mac_age_secs: 300,
             rx_desc: 1024,
             tx_desc: 1024,
+            mbufs: None,
             metrics_addr: DEFAULT_METRICS_ADDR.to_owned(),
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             flow_log: None,
@@ -233,6 +243,9 @@ impl Args {
                 bail!("--duration {d}: give a positive number of seconds");
             }
         }
+        if let Some(n) = self.mbufs {
+            check_mbufs(n, ports.len(), workers.len(), self.rx_desc, self.tx_desc, no_huge.then(|| self.memory_mb.unwrap_or(512)))?;
+        }
         let all_vdevs = ports.iter().all(|p| p.is_vdev());
         let backoff = match self.idle_backoff {
             BackoffArg::On => true,
@@ -253,6 +266,7 @@ impl Args {
             file_prefix: None,
             rx_desc: self.rx_desc,
             tx_desc: self.tx_desc,
+            mbufs: self.mbufs,
             worker: WorkerConfig {
                 mode,
                 backoff: backoff.then(|| Backoff {
@@ -264,6 +278,43 @@ impl Args {
             },
         })
     }
+}
+
+/// The largest `--mbufs`: 2^24 - 1 buffers, about 40 GB (2.4 KB each with hugepages).
+pub const MAX_MBUFS: u32 = (1 << 24) - 1;
+
+/// Bytes one mbuf takes with --no-huge: a 2.4 KB buffer may not cross a 4 KiB page there.
+const NO_HUGE_MBUF_BYTES: u64 = 4096;
+
+/// The fewest mbufs `ports` ports with `workers` queue pairs each can start with: every
+/// rx and tx descriptor filled, two bursts in flight per queue, and what the per-core
+/// caches (one per worker and the main core) may hold.
+pub fn min_mbufs(ports: usize, workers: usize, rx_desc: u16, tx_desc: u16) -> u64 {
+    let per_queue = rx_desc as u64 + tx_desc as u64 + 2 * dataplane::dpdk::BURST as u64;
+    ports as u64 * workers as u64 * per_queue + (workers as u64 + 1) * 384
+}
+
+/// `--mbufs n` against the ports, workers and descriptors it must serve and, with
+/// --no-huge, the EAL memory (`memory_mb`) it must fit in.
+fn check_mbufs(n: u32, ports: usize, workers: usize, rx_desc: u16, tx_desc: u16, memory_mb: Option<u32>) -> Result<()> {
+    let min = min_mbufs(ports, workers, rx_desc, tx_desc);
+    if (n as u64) < min || n > MAX_MBUFS {
+        bail!(
+            "--mbufs {n}: give at least {min} (every rx and tx descriptor of {ports} ports × {workers} worker(s) at \
+             --rx-desc {rx_desc} --tx-desc {tx_desc}, two bursts per queue, the per-core caches) and at most {MAX_MBUFS}"
+        );
+    }
+    if let Some(mb) = memory_mb {
+        let need_mb = (n as u64 * NO_HUGE_MBUF_BYTES).div_ceil(1 << 20);
+        if need_mb >= mb as u64 {
+            bail!(
+                "--mbufs {n} with --no-huge takes {need_mb} MB (a 4 KiB page per mbuf) and --memory-mb is {mb}: \
+                 give --memory-mb at least {} or fewer mbufs",
+                need_mb + 256
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Bounded queue of flow events between the workers and the flow-log writer.
@@ -337,7 +388,7 @@ pub fn merge_config_text(cli: Args, path: &std::path::Path, text: &str, explicit
 /// Every key a config file may hold (what the tests check the file format against).
 #[cfg(test)]
 fn config_keys() -> Vec<String> {
-    let table = toml::Table::try_from(Args { workers: Some(String::new()), memory_mb: Some(0), duration: Some(1.0), stats_json: Some(PathBuf::new()), manifests: Some(PathBuf::new()), flow_log: Some(String::new()), ..Args::default() })
+    let table = toml::Table::try_from(Args { workers: Some(String::new()), memory_mb: Some(0), duration: Some(1.0), stats_json: Some(PathBuf::new()), manifests: Some(PathBuf::new()), flow_log: Some(String::new()), mbufs: Some(0), ..Args::default() })
         .unwrap_or_default();
     let mut keys: Vec<String> = table.keys().cloned().collect();
     keys.push("watch-stream".into());
@@ -602,6 +653,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn mbufs_is_passed_through_and_checked_against_descriptors_and_memory() {
+        let vdevs = || vec!["net_null0".to_owned(), "net_null1".to_owned()];
+        let base = Args { ports: vdevs(), workers: Some("0".into()), no_huge: true, ..Args::default() };
+        assert_eq!(base.forwarder_config().unwrap().mbufs, None, "default: sized by the forwarder");
+        // 2 ports × 1 worker × (1024 + 1024 + 64) + 2 caches × 384.
+        assert_eq!(min_mbufs(2, 1, 1024, 1024), 4992);
+        assert_eq!(min_mbufs(4, 2, 512, 256), 4 * 2 * (512 + 256 + 64) + 3 * 384);
+        let at_min = Args { mbufs: Some(4992), ..base.clone() };
+        assert_eq!(at_min.forwarder_config().unwrap().mbufs, Some(4992));
+        let cases: &[(Args, &str)] = &[
+            (
+                Args { mbufs: Some(4991), ..base.clone() },
+                "--mbufs 4991: give at least 4992 (every rx and tx descriptor of 2 ports × 1 worker(s) at --rx-desc 1024 \
+                 --tx-desc 1024, two bursts per queue, the per-core caches) and at most 16777215",
+            ),
+            (
+                Args { mbufs: Some(2000), rx_desc: 512, tx_desc: 256, ..base.clone() },
+                "--mbufs 2000: give at least 2432 (every rx and tx descriptor of 2 ports × 1 worker(s) at --rx-desc 512 \
+                 --tx-desc 256, two bursts per queue, the per-core caches) and at most 16777215",
+            ),
+            (
+                Args { mbufs: Some(MAX_MBUFS + 1), ..base.clone() },
+                "--mbufs 16777216: give at least 4992 (every rx and tx descriptor of 2 ports × 1 worker(s) at --rx-desc 1024 \
+                 --tx-desc 1024, two bursts per queue, the per-core caches) and at most 16777215",
+            ),
+            (
+                Args { mbufs: Some(131_072), ..base.clone() },
+                "--mbufs 131072 with --no-huge takes 512 MB (a 4 KiB page per mbuf) and --memory-mb is 512: give --memory-mb at least 768 or fewer mbufs",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(format!("{:#}", args.forwarder_config().unwrap_err()), *want);
+        }
+        // Enough memory, or hugepages: the same count is fine.
+        let big = Args { mbufs: Some(131_072), memory_mb: Some(768), ..base.clone() };
+        assert_eq!(big.forwarder_config().unwrap().mbufs, Some(131_072));
+        assert!(check_mbufs(1_000_000, 2, 1, 1024, 1024, None).is_ok());
+    }
+
     fn merge(cli: Args, file: &str, explicit: &[&str]) -> Result<Args> {
         let cli = Args { config: Some(PathBuf::from("palisade.toml")), ..cli };
         let explicit: Vec<String> = explicit.iter().map(|s| s.to_string()).collect();
@@ -618,6 +709,7 @@ control-socket = "/tmp/p.sock"
 flow-log = "/var/log/palisade/flows.log"
 flow-log-keep = 9
 log-denied = true
+mbufs = 65535
 "#;
         // Nothing on the command line: all from the file, the rest defaults.
         let a = merge(Args::default(), file, &[]).unwrap();
@@ -628,10 +720,12 @@ log-denied = true
         assert_eq!(a.flow_log.as_deref(), Some("/var/log/palisade/flows.log"));
         assert_eq!((a.flow_log_keep, a.flow_log_max_bytes, a.log_denied), (9, 100 << 20, true));
         assert_eq!(a.rx_desc, 1024);
+        assert_eq!(a.mbufs, Some(65535));
         assert_eq!(a.config, Some(PathBuf::from("palisade.toml")));
         // Given flags win, lists included; flags left at their defaults do not.
-        let cli = Args { ports: vec!["net_ring0".into(), "net_ring1".into()], metrics_addr: "off".into(), rx_desc: 512, ..Args::default() };
-        let a = merge(cli, file, &["ports", "metrics_addr", "config"]).unwrap();
+        let cli = Args { ports: vec!["net_ring0".into(), "net_ring1".into()], metrics_addr: "off".into(), rx_desc: 512, mbufs: Some(131071), ..Args::default() };
+        let a = merge(cli, file, &["ports", "metrics_addr", "mbufs", "config"]).unwrap();
+        assert_eq!(a.mbufs, Some(131071));
         assert_eq!(a.ports, ["net_ring0", "net_ring1"]);
         assert_eq!(a.metrics_addr, "off");
         assert_eq!(a.rx_desc, 1024, "rx_desc was not given on the command line");
@@ -646,6 +740,7 @@ log-denied = true
             ("mode = \"star\"", &["palisade.toml", "mode", "wire", "bridge"]),
             ("metrics-addr = [", &["palisade.toml", "metrics-addr"]),
             ("config = \"other.toml\"", &["palisade.toml", "config"]),
+            ("mbufs = -1", &["palisade.toml", "mbufs", "u32"]),
         ];
         for (file, wants) in cases {
             let e = format!("{:#}", merge(Args::default(), file, &[]).unwrap_err());
@@ -654,7 +749,7 @@ log-denied = true
             }
         }
         let keys = config_keys();
-        for k in ["ports", "mode", "workers", "eal-args", "manifests", "watch-stream", "metrics-addr", "control-socket", "flow-log", "flow-log-max-bytes", "flow-log-keep", "log-denied"] {
+        for k in ["ports", "mode", "workers", "mbufs", "eal-args", "manifests", "watch-stream", "metrics-addr", "control-socket", "flow-log", "flow-log-max-bytes", "flow-log-keep", "log-denied"] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
         assert!(!keys.iter().any(|x| x == "config"));
@@ -666,6 +761,12 @@ log-denied = true
         assert_eq!(a.ports, ["0000:3b:00.0", "0000:3b:00.1"]);
         assert_eq!(a.metrics_addr().unwrap().as_deref(), Some(DEFAULT_METRICS_ADDR));
         assert!(a.flow_log_target().unwrap().is_some());
+        // The commented-out examples are keys too, with valid values.
+        let text = include_str!("../../deploy/palisade.toml");
+        let commented: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# ")).filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))).collect();
+        assert!(commented.iter().any(|l| l.starts_with("mbufs = ")), "{commented:?}");
+        let a: Args = toml::from_str(&commented.join("\n")).unwrap_or_else(|e| panic!("commented examples: {e}"));
+        assert_eq!(a.mbufs, Some(262143));
     }
 
     #[test]
