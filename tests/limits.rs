@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use common::lab_manifests;
+use common::lab_manifest_dir;
 use dataplane::pipeline::{craft, pcap};
 use dataplane::wire::tcp::flags::SYN;
 
@@ -45,9 +45,7 @@ fn flood(n: usize) -> Vec<Vec<u8>> {
 
 /// Replay `frames` with the lab manifests; the counters and the peak RSS in KiB.
 fn replay_measured(dir: &Path, frames: &[Vec<u8>]) -> (serde_json::Value, u64) {
-    let manifests = dir.join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir, &["base"]);
     let input = dir.join("in.pcap");
     pcap::write(&input, frames).unwrap();
     let out = Command::new("python3")

@@ -15,6 +15,8 @@
 //! frames); the output pcap is flushed per burst, so its record count tells the test
 //! when a phase has been processed.
 
+#[path = "common/appliance.rs"]
+mod appliance;
 #[path = "common/replay.rs"]
 mod common;
 #[path = "common/logged.rs"]
@@ -27,7 +29,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{lab_manifests, tcp_connection};
+use appliance::{arg, run_args, run_command, rx_pcap, tx_pcap};
+use common::{lab_manifest_dir, tcp_connection};
 use dataplane::pipeline::{craft, pcap};
 use logged::Logged;
 
@@ -108,28 +111,15 @@ fn put(path: &Path, text: &str) {
 #[test]
 fn bad_manifest_mid_run_keeps_the_last_good_snapshot_enforced() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
     let fifo = dir.path().join("in.fifo");
     let output = dir.path().join("out.pcap");
     let stats = dir.path().join("stats.json");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success(), "mkfifo failed");
 
-    let mut run = Logged::spawn(
-        Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["run", "--no-huge", "--workers", "1", "--idle-backoff", "on"])
-            .arg("--port")
-            .arg(format!("net_pcap0,rx_pcap={}", fifo.display()))
-            .arg("--port")
-            .arg(format!("net_pcap1,tx_pcap={}", output.display()))
-            .arg("--manifests")
-            .arg(&manifests)
-            .arg("--stats-json")
-            .arg(&stats)
-            .env("PALISADE_LOG", "info"),
-    );
+    let args = run_args([rx_pcap(&fifo), tx_pcap(&output)], &["--manifests", arg(&manifests), "--stats-json", arg(&stats)]);
+    let mut run = Logged::spawn(&mut run_command(&args, "info"));
 
     // Open the stream once palisade has opened its end (non-blocking until then, so a
     // palisade that fails early fails the test instead of hanging it).

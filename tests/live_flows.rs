@@ -11,15 +11,13 @@ mod appliance;
 use std::process::{Command, Stdio};
 
 use dataplane::pipeline::pcap;
-use appliance::{counter, Appliance, BIN};
-use replay::{lab_manifests, sock, tcp_connection};
+use appliance::{arg, counter, run_args, rx_pcap, tx_pcap, Appliance, BIN};
+use replay::{lab_manifest_dir, sock, tcp_connection};
 
 #[test]
 fn control_socket_lists_flows_with_pods_actions_rules_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
     // client1-dev → webserver-dev:80 is allowed by policy1; client2-dev's is not.
     let allowed = tcp_connection(sock("10.47.0.11:40001"), sock("10.47.0.13:80"));
     let denied = tcp_connection(sock("10.47.0.12:40002"), sock("10.47.0.13:80"));
@@ -27,26 +25,10 @@ fn control_socket_lists_flows_with_pods_actions_rules_and_counts() {
     let input = dir.path().join("in.pcap");
     pcap::write(&input, &frames).unwrap();
 
-    let args: Vec<String> = [
-        "--no-huge",
-        "--workers",
-        "1",
-        "--duration",
-        "120",
-        "--idle-backoff",
-        "on",
-        "--metrics-addr",
-        "off",
-        "--port",
-        &format!("net_pcap0,rx_pcap={}", input.display()),
-        "--port",
-        &format!("net_pcap1,tx_pcap={}", dir.path().join("out.pcap").display()),
-        "--manifests",
-        manifests.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = run_args(
+        [rx_pcap(&input), tx_pcap(&dir.path().join("out.pcap"))],
+        &["--duration", "120", "--metrics-addr", "off", "--manifests", arg(&manifests)],
+    );
     let mut app = Appliance::start(dir.path(), &args, Stdio::null());
     let total = frames.len() as u64;
     app.wait_for("every frame to pass the pipeline", |a| counter(&a.stats(), "pipeline.rx") == total, dir.path());

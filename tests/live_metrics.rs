@@ -15,8 +15,8 @@ use std::process::Stdio;
 
 use dataplane::pipeline::craft::{self, L4};
 use dataplane::pipeline::pcap;
-use appliance::Appliance;
-use replay::{lab_manifests, sock, tcp_connection};
+use appliance::{arg, run_args, rx_pcap, tx_pcap, Appliance};
+use replay::{lab_manifest_dir, sock, tcp_connection};
 
 /// `GET /metrics`, parsed into `name{labels}` → value (OpenMetrics text).
 fn scrape(addr: &str) -> (String, HashMap<String, f64>) {
@@ -46,9 +46,7 @@ fn free_local_port() -> u16 {
 #[test]
 fn metrics_scraped_over_http_carry_exact_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
     let allowed = tcp_connection(sock("10.47.0.11:40001"), sock("10.47.0.13:80"));
     let denied = tcp_connection(sock("10.47.0.12:40002"), sock("10.47.0.13:80"));
     let mut truncated = allowed[2].clone();
@@ -61,24 +59,10 @@ fn metrics_scraped_over_http_carry_exact_counts() {
     let flow_log = dir.path().join("flows.log");
 
     let addr = format!("127.0.0.1:{}", free_local_port());
-    let args: Vec<String> = vec![
-        "--no-huge".into(),
-        "--workers".into(),
-        "1".into(),
-        "--idle-backoff".into(),
-        "on".into(),
-        "--metrics-addr".into(),
-        addr.clone(),
-        "--flow-log".into(),
-        flow_log.display().to_string(),
-        "--log-denied".into(),
-        "--port".into(),
-        format!("net_pcap0,rx_pcap={}", input.display()),
-        "--port".into(),
-        format!("net_pcap1,tx_pcap={}", dir.path().join("out.pcap").display()),
-        "--manifests".into(),
-        manifests.display().to_string(),
-    ];
+    let args = run_args(
+        [rx_pcap(&input), tx_pcap(&dir.path().join("out.pcap"))],
+        &["--metrics-addr", &addr, "--flow-log", arg(&flow_log), "--log-denied", "--manifests", arg(&manifests)],
+    );
     let mut app = Appliance::start(dir.path(), &args, Stdio::null());
     let total = frames.len() as f64;
     let rx0 = "palisade_port_rx_packets_total{port=\"net_pcap0\"}";

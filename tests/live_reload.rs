@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 
 use dataplane::pipeline::{craft, pcap};
-use appliance::{counter, Appliance};
+use appliance::{arg, counter, run_args, rx_pcap, Appliance};
 
 const SWAPS: u64 = 100;
 
@@ -60,21 +60,11 @@ fn hundred_policy_swaps_under_load_switch_verdicts_at_generation_boundaries_and_
     let input = dir.path().join("in.pcap");
     pcap::write(&input, &[frame]).unwrap();
     let stats_json = dir.path().join("stats.json");
-    let args: Vec<String> = vec![
-        "--no-huge".into(),
-        "--workers".into(),
-        "1".into(),
-        "--metrics-addr".into(),
-        "off".into(),
-        "--port".into(),
-        format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display()),
-        "--port".into(),
-        "net_null1,no-rx=1".into(),
-        "--watch-stream".into(),
-        "-".into(),
-        "--stats-json".into(),
-        stats_json.display().to_string(),
-    ];
+    // Idle backoff on, as auto would have it with vdevs only.
+    let args = run_args(
+        [rx_pcap(&input) + ",infinite_rx=1", "net_null1,no-rx=1".into()],
+        &["--metrics-addr", "off", "--watch-stream", "-", "--stats-json", arg(&stats_json)],
+    );
     let mut app = Appliance::start(dir.path(), &args, Stdio::piped());
     let mut feed = app.child.stdin.take().unwrap();
 

@@ -7,7 +7,7 @@
 #[path = "common/replay.rs"]
 mod common;
 
-use common::{lab_manifests, replay, sock, tcp_connection};
+use common::{lab_manifest_dir, replay, sock, tcp_connection};
 
 const CLIENT1: &str = "10.47.0.11";
 const CLIENT2: &str = "10.47.0.12";
@@ -53,9 +53,7 @@ const POLICY2_EGRESS: &[Case] = &[(WEB, DB, true), (CLIENT1, DB, false), (DB, CL
 
 fn run(parts: &[&str], cases: &[Case]) {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, parts);
+    let manifests = lab_manifest_dir(dir.path(), parts);
     let mut frames = Vec::new();
     let mut allowed = Vec::new();
     let mut dropped = Vec::new();

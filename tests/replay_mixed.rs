@@ -8,7 +8,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{lab_manifests, replay, sock};
+use common::{lab_manifest_dir, replay, sock};
 use dataplane::pipeline::craft::{self, L4};
 use dataplane::wire::tcp::flags::{ACK, SYN};
 
@@ -19,9 +19,7 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn mixed_traffic_on_the_lab() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
     let (client1, client2, web) = (ip("10.47.0.11"), ip("10.47.0.12"), ip("10.47.0.13"));
     let dns = craft::udp(sock("10.47.0.11:5353"), sock("10.47.0.12:53"), b"query");
     let big = [0xabu8; 600];
@@ -91,9 +89,7 @@ fn mixed_traffic_on_the_lab() {
 #[test]
 fn bad_inputs_are_reported_with_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
     let not_pcap = dir.path().join("notes.txt");
     std::fs::write(&not_pcap, "hello, this is not a capture").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))

@@ -2,13 +2,15 @@
 //! process, EAL once) on net_pcap vdevs, port 0 reading a pcap of lab connections and
 //! port 1 writing what policy forwards. Counts are exact.
 
+#[path = "common/appliance.rs"]
+mod appliance;
 #[path = "common/replay.rs"]
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 
-use common::{lab_manifests, tcp_connection};
+use appliance::{arg, run_args, run_command, rx_pcap, tx_pcap};
+use common::{lab_manifest_dir, tcp_connection};
 use dataplane::pipeline::pcap;
 
 fn sock(s: &str) -> SocketAddr {
@@ -22,9 +24,7 @@ const WEB: &str = "10.47.0.13";
 #[test]
 fn run_with_manifests_forwards_allowed_and_drops_denied_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    lab_manifests(&manifests, &["base"]);
+    let manifests = lab_manifest_dir(dir.path(), &["base"]);
 
     // client1-dev → webserver-dev:80 is allowed by policy1; client2-dev's is not.
     let allowed = tcp_connection(sock(&format!("{CLIENT1}:40001")), sock(&format!("{WEB}:80")));
@@ -35,19 +35,8 @@ fn run_with_manifests_forwards_allowed_and_drops_denied_connections() {
     let stats = dir.path().join("stats.json");
     pcap::write(&input, &frames).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--no-huge", "--workers", "1", "--duration", "2", "--idle-backoff", "on"])
-        .arg("--port")
-        .arg(format!("net_pcap0,rx_pcap={}", input.display()))
-        .arg("--port")
-        .arg(format!("net_pcap1,tx_pcap={}", output.display()))
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--stats-json")
-        .arg(&stats)
-        .env("PALISADE_LOG", "warn")
-        .output()
-        .unwrap();
+    let args = run_args([rx_pcap(&input), tx_pcap(&output)], &["--duration", "2", "--manifests", arg(&manifests), "--stats-json", arg(&stats)]);
+    let out = run_command(&args, "warn").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "palisade run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("policy: generation 1 in force, 0 update(s) applied, 0 rejected"), "{stdout}");

@@ -1,6 +1,7 @@
-//! Shared by the `live_flows`, `live_metrics` and `live_reload` tests: a `palisade run`
-//! of its own (EAL once per process) on vdevs, with its control socket in the test's
-//! temporary directory, and helpers to ask it things through the `palisade` commands.
+//! Shared by the tests that start `palisade run` (EAL once per process) on vdevs: the
+//! flags they share, the command, and for the live tests an `Appliance` with its
+//! control socket in the test's temporary directory and helpers to ask it things
+//! through the `palisade` commands.
 
 #![allow(dead_code)]
 
@@ -9,6 +10,38 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// Port 0 reading the pcap (file or FIFO) at `input`.
+pub fn rx_pcap(input: &Path) -> String {
+    format!("net_pcap0,rx_pcap={}", input.display())
+}
+
+/// Port 1 writing what it forwards to the pcap file `output`.
+pub fn tx_pcap(output: &Path) -> String {
+    format!("net_pcap1,tx_pcap={}", output.display())
+}
+
+/// `palisade run` flags for one worker on CPU 1 without hugepages, idle backoff on (vdevs
+/// only), the two `ports` (devspecs) in order, then `extra`.
+pub fn run_args(ports: [String; 2], extra: &[&str]) -> Vec<String> {
+    let [p0, p1] = ports;
+    let mut args: Vec<String> = ["--no-huge", "--workers", "1", "--idle-backoff", "on", "--port"].map(String::from).to_vec();
+    args.extend([p0, "--port".into(), p1]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `palisade run ARGS` with its log at `log` level (PALISADE_LOG), not started.
+pub fn run_command(args: &[String], log: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").args(args).env("PALISADE_LOG", log);
+    cmd
+}
+
+/// A path as a flag value (the tests' temporary paths are UTF-8).
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
 
 /// A running `palisade run`; stopped with SIGTERM (and reaped) on drop.
 pub struct Appliance {
@@ -21,12 +54,9 @@ impl Appliance {
     /// the socket to appear. Standard output and error go to `dir/run.out` / `run.err`.
     pub fn start(dir: &Path, args: &[String], stdin: Stdio) -> Appliance {
         let socket = dir.join("ctl.sock");
-        let child = Command::new(BIN)
-            .arg("run")
-            .args(args)
+        let child = run_command(args, "warn")
             .arg("--control-socket")
             .arg(&socket)
-            .env("PALISADE_LOG", "warn")
             .stdin(stdin)
             .stdout(std::fs::File::create(dir.join("run.out")).unwrap())
             .stderr(std::fs::File::create(dir.join("run.err")).unwrap())

@@ -10,6 +10,15 @@ use std::process::Command;
 
 use dataplane::pipeline::{craft, pcap};
 
+/// `dir/manifests`, created, holding every file of the lab directories named (relative
+/// to tests/data/lab).
+pub fn lab_manifest_dir(dir: &Path, parts: &[&str]) -> PathBuf {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    lab_manifests(&manifests, parts);
+    manifests
+}
+
 /// Copy every file of the lab directories named (relative to tests/data/lab) into `to`.
 pub fn lab_manifests(to: &Path, parts: &[&str]) {
     let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lab");
