@@ -33,7 +33,8 @@ pub use builder::{
     SnapshotBuilder,
 };
 
-use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
+use crate::dpdk::prefetch::prefetch_read;
+use crate::verdict::{Action, Classifier, Probe, Reason, RuleId, Verdict, NO_RULE};
 use flat::FlatMap;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -44,6 +45,10 @@ pub const ANY_PROTO: u8 = 255;
 
 /// Port lists up to this long are scanned; longer ones are binary-searched.
 const LINEAR_SCAN: usize = 8;
+
+/// Probes `classify_burst` carries through its stages together: enough misses in
+/// flight to cover memory latency, few enough that the stage state stays in L1.
+const BURST_CHUNK: usize = 16;
 
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
@@ -212,7 +217,7 @@ impl Snapshot {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn end(&self, a: IpAddr) -> End {
         let v = match a {
             IpAddr::V4(a) => self.addr_v4.get(u32::from(a)),
@@ -222,6 +227,23 @@ impl Snapshot {
             None => End::Unknown,
             Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
             Some(v) => End::Pod(v),
+        }
+    }
+
+    /// The endpoints of a classification whose ends resolved to `s` and `d`, or its
+    /// whole verdict when no rule set takes part (self, own node, or no pod at all).
+    #[inline(always)]
+    fn endpoints_of(&self, s: End, d: End) -> Result<(Option<&Endpoint>, Option<&Endpoint>), Verdict> {
+        const HOST_OR_SELF: Verdict =
+            Verdict { action: Action::Allow, reason: Reason::HostOrSelf, egress_rule: NO_RULE, ingress_rule: NO_RULE };
+        match (s, d) {
+            (End::Pod(a), End::Pod(b)) if a == b => Err(HOST_OR_SELF),
+            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => Err(HOST_OR_SELF),
+            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => Err(HOST_OR_SELF),
+            (End::Pod(a), End::Pod(b)) => Ok((Some(&self.endpoints[a as usize]), Some(&self.endpoints[b as usize]))),
+            (End::Pod(a), _) => Ok((Some(&self.endpoints[a as usize]), None)),
+            (_, End::Pod(b)) => Ok((None, Some(&self.endpoints[b as usize]))),
+            _ => Err(Verdict::NOT_POLICED),
         }
     }
 
@@ -247,7 +269,8 @@ impl Snapshot {
     /// what no specific range covers; so the one candidate is found by binary search.
     #[inline(never)]
     fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
-        let i = entries.partition_point(|e| (e.proto, e.lo) <= (proto, port));
+        let key = (u32::from(proto) << 16) | u32::from(port);
+        let i = count_at_most(entries, key, |e| (u32::from(e.proto) << 16) | u32::from(e.lo));
         if i > 0 {
             let e = &entries[i - 1];
             if e.proto == proto && port <= e.hi {
@@ -260,62 +283,211 @@ impl Snapshot {
         }
     }
 
-    /// The first rule of rule set `set` that allows `remote` (the endpoint `peer`, or
-    /// `None` when not a pod) with `proto`/`port`; `NONE` if none does.
-    #[inline]
-    fn allowing_rule(&self, set: u32, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> RuleId {
-        let layout = &self.rule_sets[set as usize];
-        let mut list = layout.base;
-        if let Some(p) = peer {
-            let by_identity = match layout.id_len {
-                0 => None,
-                _ => self.keyed.get(table_key(set, TableKind::Identity, p.identity)),
-            };
-            list = match by_identity {
-                Some(l) => l,
-                None if layout.ns_len != 0 => {
-                    self.keyed.get(table_key(set, TableKind::Namespace, p.namespace)).unwrap_or(layout.base)
-                }
-                None => layout.base,
-            };
+    /// The port list the selector part of rule set `set` gives for `peer` (the remote
+    /// endpoint, `None` when the remote is not a pod): its identity's, else its
+    /// namespace's, else the base list.
+    #[inline(always)]
+    fn selector_list(&self, set: u32, layout: &RuleSetLayout, peer: Option<&Endpoint>) -> ListRef {
+        let Some(p) = peer else { return layout.base };
+        if layout.id_len != 0 {
+            if let Some(l) = self.keyed.get(table_key(set, TableKind::Identity, p.identity)) {
+                return l;
+            }
         }
-        let best = self.list_rule(list, proto, port);
-        if best < layout.addr_min_rule {
-            // No address entry of this set has a lower rule.
-            return best;
+        if layout.ns_len != 0 {
+            if let Some(l) = self.keyed.get(table_key(set, TableKind::Namespace, p.namespace)) {
+                return l;
+            }
         }
-        let list = match remote {
+        layout.base
+    }
+
+    /// The port list of the address segment of `layout` holding `remote`, or `None`
+    /// when the set has no address entries of that family.
+    #[inline(always)]
+    fn segment_list(&self, layout: &RuleSetLayout, remote: IpAddr) -> Option<ListRef> {
+        match remote {
             IpAddr::V4(a) if layout.v4_len != 0 => {
                 let lo = layout.v4_start as usize;
                 let starts = &self.seg_v4_start[lo..lo + layout.v4_len as usize];
-                let a = u32::from(a);
-                // Segments start at 0, so the partition point is at least 1.
-                let i = starts.partition_point(|&s| s <= a);
-                self.seg_v4_list[lo + i - 1]
+                // Segments start at 0, so the count is at least 1.
+                Some(self.seg_v4_list[lo + count_at_most(starts, u32::from(a), |&s| s) - 1])
             }
             IpAddr::V6(a) if layout.v6_len != 0 => {
                 let lo = layout.v6_start as usize;
                 let starts = &self.seg_v6_start[lo..lo + layout.v6_len as usize];
-                let a = u128::from(a);
-                let i = starts.partition_point(|&s| s <= a);
-                self.seg_v6_list[lo + i - 1]
+                Some(self.seg_v6_list[lo + count_at_most(starts, u128::from(a), |&s| s) - 1])
             }
-            _ => return best,
-        };
-        best.min(self.list_rule(list, proto, port))
+            _ => None,
+        }
     }
 
-    /// One side's decision: `(allowed, deciding rule)`.
-    #[inline]
-    fn side(&self, set: u32, default: RuleId, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> (bool, RuleId) {
+    /// One side's decision under rule set `set` (`NONE`: not isolated), given the port
+    /// list its selector part found: `(allowed, deciding rule)`. The lowest rule over
+    /// that list and the remote's address segment decides; the segment is skipped when
+    /// the list already found a rule below every address rule of the set.
+    #[inline(always)]
+    fn finish_side(&self, set: u32, default: RuleId, list: ListRef, remote: IpAddr, proto: u8, port: u16) -> (bool, RuleId) {
         if set == NONE {
             return (true, NO_RULE);
         }
-        match self.allowing_rule(set, remote, peer, proto, port) {
+        let layout = &self.rule_sets[set as usize];
+        let mut best = self.list_rule(list, proto, port);
+        if best >= layout.addr_min_rule {
+            if let Some(seg) = self.segment_list(layout, remote) {
+                best = best.min(self.list_rule(seg, proto, port));
+            }
+        }
+        match best {
             NONE => (false, default),
             r => (true, r),
         }
     }
+
+    /// One side's decision: `(allowed, deciding rule)`.
+    #[inline(always)]
+    fn side(&self, set: u32, default: RuleId, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> (bool, RuleId) {
+        if set == NONE {
+            return (true, NO_RULE);
+        }
+        let list = self.selector_list(set, &self.rule_sets[set as usize], peer);
+        self.finish_side(set, default, list, remote, proto, port)
+    }
+
+    /// `classify_burst` for up to `BURST_CHUNK` probes: each stage does one step of
+    /// every probe and requests what the next step reads, so a chunk's misses overlap.
+    #[inline(always)]
+    fn classify_chunk(&self, probes: &[Probe], out: &mut [Verdict]) {
+        let n = probes.len().min(BURST_CHUNK);
+        let (probes, out) = (&probes[..n], &mut out[..n]);
+        // Stage 1: both address slots of every probe.
+        for p in probes {
+            self.prefetch(p.src, p.dst);
+        }
+        // Stage 2: resolve the ends; fetch the endpoint records.
+        let mut ends = [(End::Unknown, End::Unknown); BURST_CHUNK];
+        for (p, e) in probes.iter().zip(&mut ends) {
+            *e = (self.end(p.src), self.end(p.dst));
+            for end in [e.0, e.1] {
+                if let End::Pod(i) = end {
+                    prefetch_read(&self.endpoints[i as usize]);
+                }
+            }
+        }
+        // Stage 3: settle what needs no rule set; fetch each isolated side's layout and
+        // its peer's identity and namespace table slots.
+        let mut sides: [(Option<&Endpoint>, Option<&Endpoint>); BURST_CHUNK] = [(None, None); BURST_CHUNK];
+        let mut open = [false; BURST_CHUNK];
+        for i in 0..n {
+            match self.endpoints_of(ends[i].0, ends[i].1) {
+                Err(v) => out[i] = v,
+                Ok((s, d)) => {
+                    sides[i] = (s, d);
+                    open[i] = true;
+                    if let Some(s) = s {
+                        self.prefetch_side(s.egress, d);
+                    }
+                    if let Some(d) = d {
+                        self.prefetch_side(d.ingress, s);
+                    }
+                }
+            }
+        }
+        // Stage 4: the selector part of both sides; fetch their port lists and the
+        // first line of the remote's address segments.
+        let mut lists = [((0, 0), (0, 0)); BURST_CHUNK];
+        for i in 0..n {
+            if !open[i] {
+                continue;
+            }
+            let (s, d) = sides[i];
+            if let Some(s) = s {
+                lists[i].0 = self.selector_part(s.egress, d, probes[i].dst);
+            }
+            if let Some(d) = d {
+                lists[i].1 = self.selector_part(d.ingress, s, probes[i].src);
+            }
+        }
+        // Stage 5: port lists, segments, verdicts.
+        for i in 0..n {
+            if !open[i] {
+                continue;
+            }
+            let p = &probes[i];
+            let (egress_ok, egress_rule) = match sides[i].0 {
+                Some(e) => self.finish_side(e.egress, e.egress_default, lists[i].0, p.dst, p.proto, p.dst_port),
+                None => (true, NO_RULE),
+            };
+            let (ingress_ok, ingress_rule) = match sides[i].1 {
+                Some(e) => self.finish_side(e.ingress, e.ingress_default, lists[i].1, p.src, p.proto, p.dst_port),
+                None => (true, NO_RULE),
+            };
+            out[i] = combine(egress_ok, egress_rule, ingress_ok, ingress_rule);
+        }
+    }
+
+    /// Stage 3 for one side decided by rule set `set` with remote endpoint `peer`.
+    #[inline(always)]
+    fn prefetch_side(&self, set: u32, peer: Option<&Endpoint>) {
+        if set == NONE {
+            return;
+        }
+        prefetch_read(&self.rule_sets[set as usize]);
+        if let Some(p) = peer {
+            self.keyed.prefetch(table_key(set, TableKind::Identity, p.identity));
+            self.keyed.prefetch(table_key(set, TableKind::Namespace, p.namespace));
+        }
+    }
+
+    /// Stage 4 for one side: its selector list, with the port entries and the
+    /// remote's segment starts requested.
+    #[inline(always)]
+    fn selector_part(&self, set: u32, peer: Option<&Endpoint>, remote: IpAddr) -> ListRef {
+        if set == NONE {
+            return (0, 0);
+        }
+        let layout = &self.rule_sets[set as usize];
+        let list = self.selector_list(set, layout, peer);
+        if let Some(e) = self.port_entries.get(list.0 as usize) {
+            prefetch_read(e);
+        }
+        let mid = |start: u32, len: u32| (start + len / 2) as usize;
+        match remote {
+            IpAddr::V4(_) if layout.v4_len != 0 => prefetch_read(&self.seg_v4_start[mid(layout.v4_start, layout.v4_len)]),
+            IpAddr::V6(_) if layout.v6_len != 0 => prefetch_read(&self.seg_v6_start[mid(layout.v6_start, layout.v6_len)]),
+            _ => {}
+        }
+        list
+    }
+}
+
+/// The verdict of two sides' decisions.
+#[inline(always)]
+fn combine(egress_ok: bool, egress_rule: RuleId, ingress_ok: bool, ingress_rule: RuleId) -> Verdict {
+    let (action, reason) = match (egress_ok, ingress_ok) {
+        (true, true) => (Action::Allow, Reason::Allowed),
+        (false, _) => (Action::Deny, Reason::DeniedByEgress),
+        (true, false) => (Action::Deny, Reason::DeniedByIngress),
+    };
+    Verdict { action, reason, egress_rule, ingress_rule }
+}
+
+/// How many of `sorted` (ascending by `key`) have a key at most `x`: a binary search
+/// whose steps compile to conditional moves, so a random probe costs no mispredicted
+/// branches.
+#[inline(always)]
+fn count_at_most<T, K: Copy + Ord>(sorted: &[T], x: K, key: impl Fn(&T) -> K) -> usize {
+    let mut base = 0usize;
+    let mut len = sorted.len();
+    if len == 0 {
+        return 0;
+    }
+    while len > 1 {
+        let half = len / 2;
+        base = if key(&sorted[base + half]) <= x { base + half } else { base };
+        len -= half;
+    }
+    base + usize::from(key(&sorted[base]) <= x)
 }
 
 impl Classifier for Snapshot {
@@ -335,16 +507,9 @@ impl Classifier for Snapshot {
 
     #[inline]
     fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
-        let (s, d) = (self.end(src), self.end(dst));
-        let host_or_self = Verdict { action: Action::Allow, reason: Reason::HostOrSelf, egress_rule: NO_RULE, ingress_rule: NO_RULE };
-        let (src_ep, dst_ep) = match (s, d) {
-            (End::Pod(a), End::Pod(b)) if a == b => return host_or_self,
-            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => return host_or_self,
-            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => return host_or_self,
-            (End::Pod(a), End::Pod(b)) => (Some(&self.endpoints[a as usize]), Some(&self.endpoints[b as usize])),
-            (End::Pod(a), _) => (Some(&self.endpoints[a as usize]), None),
-            (_, End::Pod(b)) => (None, Some(&self.endpoints[b as usize])),
-            _ => return Verdict::NOT_POLICED,
+        let (src_ep, dst_ep) = match self.endpoints_of(self.end(src), self.end(dst)) {
+            Ok(eps) => eps,
+            Err(v) => return v,
         };
         // Both sides' table probes are independent cache misses on large snapshots:
         // start them together rather than one after the other's branches resolve.
@@ -364,12 +529,15 @@ impl Classifier for Snapshot {
             Some(e) => self.side(e.ingress, e.ingress_default, src, src_ep, proto, dst_port),
             None => (true, NO_RULE),
         };
-        let (action, reason) = match (egress_ok, ingress_ok) {
-            (true, true) => (Action::Allow, Reason::Allowed),
-            (false, _) => (Action::Deny, Reason::DeniedByEgress),
-            (true, false) => (Action::Deny, Reason::DeniedByIngress),
-        };
-        Verdict { action, reason, egress_rule, ingress_rule }
+        combine(egress_ok, egress_rule, ingress_ok, ingress_rule)
+    }
+
+    /// The staged pipeline of the module doc, `BURST_CHUNK` probes at a time.
+    fn classify_burst(&self, probes: &[Probe], out: &mut [Verdict]) {
+        assert!(out.len() >= probes.len(), "classify_burst: {} verdict slots for {} probes", out.len(), probes.len());
+        for (chunk, out) in probes.chunks(BURST_CHUNK).zip(out.chunks_mut(BURST_CHUNK)) {
+            self.classify_chunk(chunk, out);
+        }
     }
 }
 

@@ -63,6 +63,18 @@ impl Verdict {
     }
 }
 
+/// One connection to classify, as [`Classifier::classify_burst`] takes them: the
+/// arguments of [`Classifier::classify`] in one `Copy` record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Probe {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Destination port, 0 for protocols without ports.
+    pub dst_port: u16,
+}
+
 /// What the packet path needs from a policy snapshot. `Snapshot` implements it; tests
 /// of the flow table and pipeline may use a simpler one.
 pub trait Classifier {
@@ -77,4 +89,15 @@ pub trait Classifier {
     /// probably open a flow, so the classifier's first cache misses overlap.
     #[inline]
     fn prefetch(&self, _src: IpAddr, _dst: IpAddr) {}
+    /// Decide many new connections at once: `out[i] = classify(probes[i])` for every
+    /// probe, the same verdicts `classify` gives. An implementation may overlap the
+    /// lookups' cache misses (the snapshot pipelines them in chunks); this default just
+    /// loops. Must not allocate. Panics if `out` is shorter than `probes`.
+    #[inline]
+    fn classify_burst(&self, probes: &[Probe], out: &mut [Verdict]) {
+        assert!(out.len() >= probes.len(), "classify_burst: {} verdict slots for {} probes", out.len(), probes.len());
+        for (p, v) in probes.iter().zip(out) {
+            *v = self.classify(p.src, p.dst, p.proto, p.dst_port);
+        }
+    }
 }

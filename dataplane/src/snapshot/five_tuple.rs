@@ -146,7 +146,7 @@ impl FiveTupleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::{Action, Classifier, Reason, NO_RULE};
+    use crate::verdict::{Action, Classifier, Probe as Flow, Reason, Verdict, NO_RULE};
     use proptest::prelude::*;
 
     /// The obvious evaluation: the first rule of the destination's group that matches.
@@ -163,14 +163,21 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
-        /// The compiled snapshot decides every probe as the first matching rule would.
+        /// The compiled snapshot decides every probe as the first matching rule would,
+        /// one at a time and in bursts alike.
         #[test]
         fn snapshot_matches_first_match(seed in any::<u64>(), groups in 1u32..6, rules in 0u32..40) {
             let set = FiveTupleSet::synthetic(groups, 3, rules, seed);
             let snapshot = set.snapshot(1);
             let deny = set.rules.len() as u32;
-            for probe in set.trace(300, seed ^ 0x5555) {
+            let trace = set.trace(300, seed ^ 0x5555);
+            let flows: Vec<Flow> =
+                trace.iter().map(|p| Flow { src: IpAddr::V4(p.0), dst: IpAddr::V4(p.1), proto: p.2, dst_port: p.4 }).collect();
+            let mut burst = vec![Verdict::NOT_POLICED; flows.len()];
+            snapshot.classify_burst(&flows, &mut burst);
+            for (probe, burst) in trace.into_iter().zip(burst) {
                 let v = snapshot.classify(IpAddr::V4(probe.0), IpAddr::V4(probe.1), probe.2, probe.4);
+                prop_assert_eq!(burst, v);
                 prop_assert_eq!(v.egress_rule, NO_RULE);
                 match first_match(&set, probe) {
                     Some(rule) => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Allow, Reason::Allowed, rule)),

@@ -121,10 +121,10 @@ fn identical_rule_sets_are_shared() {
     assert_eq!(a, c);
 }
 
-/// Identity entries match endpoints of that identity only, whatever their address;
-/// the lowest rule over base list, identity table and address segments decides.
-#[test]
-fn identities_base_and_addresses_combine_by_lowest_rule() {
+/// Endpoints 10.0.0.1 (web1), 10.0.0.9 (web2), 10.0.0.2 (db, isolated for ingress)
+/// and 10.0.0.10 (other); db's rules r0..r3 mix identities, a namespace, an address
+/// block and any remote.
+fn identity_fixture() -> (Snapshot, [RuleId; 5]) {
     let mut b = SnapshotBuilder::new(1);
     let r0 = b.add_rule("r0");
     let r1 = b.add_rule("r1");
@@ -146,7 +146,14 @@ fn identities_base_and_addresses_combine_by_lowest_rule() {
     b.add_endpoint(&[ip("10.0.0.9")], web2, None, Isolation::Open, Isolation::Open);
     b.add_endpoint(&[ip("10.0.0.2")], db, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
     b.add_endpoint(&[ip("10.0.0.10")], other, None, Isolation::Open, Isolation::Open);
-    let s = b.build();
+    (b.build(), [r0, r1, r2, r3, deny])
+}
+
+/// Identity entries match endpoints of that identity only, whatever their address;
+/// the lowest rule over base list, identity table and address segments decides.
+#[test]
+fn identities_base_and_addresses_combine_by_lowest_rule() {
+    let (s, [r0, r1, r2, r3, deny]) = identity_fixture();
     let rule = |src: &str, port| s.classify(ip(src), ip("10.0.0.2"), TCP, port).ingress_rule;
     assert_eq!(rule("10.0.0.1", 80), r1);
     assert_eq!(rule("10.0.0.9", 85), r1);
@@ -184,4 +191,130 @@ fn painting_keeps_lowest_rule_per_port() {
 
 fn paint_for_test(p: &mut Vec<PortEntry>, proto: u8, lo: u16, hi: u16, rule: RuleId) {
     builder::paint(p, proto, lo, hi, rule)
+}
+
+/// `count_at_most` is `partition_point(|x| x <= key)` for every length and key.
+#[test]
+fn count_at_most_is_partition_point() {
+    for len in 0..20u32 {
+        let sorted: Vec<u32> = (0..len).map(|i| i * 2).collect();
+        for key in 0..=len * 2 + 1 {
+            assert_eq!(count_at_most(&sorted, key, |&x| x), sorted.partition_point(|&x| x <= key), "len {len} key {key}");
+        }
+    }
+}
+
+/// A random snapshot: endpoints in 10.0.0.0/26 (some with an fd00:: address too) on
+/// two nodes, of four identities in two namespaces, isolated by random rule sets
+/// mixing every kind of remote and port match.
+fn random_snapshot(seed: u64) -> (Snapshot, Vec<IpAddr>) {
+    let mut x = seed | 1;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut b = SnapshotBuilder::new(1);
+    let rules: Vec<RuleId> = (0..24).map(|i| b.add_rule(&format!("r{i}"))).collect();
+    let nodes = [b.add_node(&[ip("192.168.0.1")]), b.add_node(&[ip("192.168.0.2"), ip("fd01::2")])];
+    let identities: Vec<IdentityId> = (0..4).map(|i| b.add_identity(i % 2)).collect();
+    let mut sets = Vec::new();
+    for _ in 0..4 {
+        let mut entries = Vec::new();
+        for _ in 0..next(7) {
+            let remote = match next(5) {
+                0 => Remote::Any,
+                1 => Remote::Identities(b.add_identity_set(vec![identities[next(4) as usize], identities[next(4) as usize]])),
+                2 => Remote::Namespaces(b.add_identity_set(vec![next(2) as u32])),
+                3 => {
+                    let net = format!("10.0.0.{}/{}", next(64), 26 + next(7));
+                    Remote::Addresses(b.add_address_set(AddressSet::from_net(net.parse().unwrap())))
+                }
+                _ => {
+                    let net = format!("fd00::{:x}/{}", next(64), 122 + next(7));
+                    Remote::Addresses(b.add_address_set(AddressSet::from_net(net.parse().unwrap())))
+                }
+            };
+            let ports = match next(4) {
+                0 => PortMatch::Any,
+                _ => {
+                    let lo = 78 + next(6) as u16;
+                    ports([TCP, UDP][next(2) as usize], lo, lo + next(3) as u16)
+                }
+            };
+            entries.push(RuleSetEntry { rule: rules[next(20) as usize], remote, ports });
+        }
+        sets.push(b.add_rule_set(&entries));
+    }
+    let mut addrs = vec![ip("192.168.0.1"), ip("192.168.0.2"), ip("fd01::2"), ip("8.8.8.8"), ip("fd00::ff")];
+    for e in 0..12u64 {
+        let mut mine = vec![ip(&format!("10.0.0.{}", 1 + 5 * e))];
+        if next(3) == 0 {
+            mine.push(ip(&format!("fd00::{:x}", 1 + 5 * e)));
+        }
+        let mut iso = |rule| match next(3) {
+            0 => Isolation::Open,
+            _ => Isolation::Isolated { rules: sets[next(4) as usize], default_rule: rules[rule] },
+        };
+        let (ingress, egress) = (iso(22), iso(23));
+        let node = [None, Some(nodes[0]), Some(nodes[1])][next(3) as usize];
+        b.add_endpoint(&mine, identities[next(4) as usize], node, ingress, egress);
+        addrs.extend(mine);
+    }
+    addrs.extend((0..4).map(|i| ip(&format!("10.0.0.{}", 3 + 16 * i))));
+    (b.build(), addrs)
+}
+
+/// Random probes over `addrs` on a few protocols and ports, `n` of them.
+fn random_probes(addrs: &[IpAddr], picks: &[(usize, usize, usize, u16)]) -> Vec<Probe> {
+    picks
+        .iter()
+        .map(|&(s, d, p, port)| Probe {
+            src: addrs[s % addrs.len()],
+            dst: addrs[d % addrs.len()],
+            proto: [TCP, UDP, ICMP, 132][p % 4],
+            dst_port: port,
+        })
+        .collect()
+}
+
+fn assert_burst_matches_classify(s: &Snapshot, probes: &[Probe]) {
+    let mut out = vec![Verdict::NOT_POLICED; probes.len() + 1];
+    let sentinel = Verdict { action: Action::Deny, reason: Reason::HostOrSelf, egress_rule: 7, ingress_rule: 7 };
+    out[probes.len()] = sentinel;
+    s.classify_burst(probes, &mut out);
+    for (p, v) in probes.iter().zip(&out) {
+        assert_eq!(*v, s.classify(p.src, p.dst, p.proto, p.dst_port), "{p:?}");
+    }
+    assert_eq!(out[probes.len()], sentinel, "classify_burst wrote past its probes");
+}
+
+#[test]
+fn burst_matches_classify_on_fixtures() {
+    let (s, _) = fixture();
+    let addrs: Vec<IpAddr> =
+        ["10.0.0.1", "10.0.0.2", "fd00::2", "fd00::9", "192.168.0.1", "10.0.0.9", "10.0.1.0", "8.8.8.8"].map(ip).to_vec();
+    let picks: Vec<_> = (0..200).map(|i| (i * 7, i * 3 + i / 8, i, [80, 81, 999, 1000, 1500, 2000, 0][i % 7])).collect();
+    assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    let (s, _) = identity_fixture();
+    let addrs: Vec<IpAddr> = ["10.0.0.1", "10.0.0.9", "10.0.0.2", "10.0.0.10", "10.0.0.3", "8.8.8.8"].map(ip).to_vec();
+    let picks: Vec<_> = (0..200).map(|i| (i * 5 + i / 6, i * 11, i, [1, 80, 85, 90, 95, 100][i % 6])).collect();
+    assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    assert_burst_matches_classify(&Snapshot::empty(1), &random_probes(&addrs, &picks[..3]));
+    assert_burst_matches_classify(&s, &[]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// `classify_burst` gives exactly `classify`'s verdicts, bursts of any length
+    /// (across the pipeline's chunk boundaries) over random snapshots.
+    #[test]
+    fn burst_matches_classify_on_random_snapshots(
+        seed in proptest::prelude::any::<u64>(),
+        picks in proptest::collection::vec((0usize..64, 0usize..64, 0usize..4, 76u16..86), 0..80),
+    ) {
+        let (s, addrs) = random_snapshot(seed);
+        assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    }
 }
