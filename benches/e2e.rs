@@ -15,6 +15,13 @@
 //! long run stays inside the first pass, where each new-flow packet is a flow never seen
 //! before. testpmd holds no state: one run of the full length.
 //!
+//! Memory: net_pcap keeps the whole file in the pool (`palisade run --mbufs`, testpmd
+//! `--total-num-mbufs`), a 4 KiB page per packet with --no-huge: 1M new flows take
+//! about 5 GB, and established and mix files of 1M flows, picked up mid-stream
+//! (`--tcp-loose`, see benches/e2e/traffic.rs), about 9 GB. A point that needs more
+//! than the machine has available is skipped with a note saying so. OVS-DPDK's pool
+//! stops at 262144 mbufs: it is measured up to 100k flows.
+//!
 //! `cargo bench --bench e2e` runs the quick matrix (< 5 min); knobs:
 //! - PALISADE_E2E=full: every kind × size × flow count at 1k policies, plus policy sweeps;
 //! - PALISADE_E2E_ONLY=established-64B: only points whose name contains it;
@@ -134,6 +141,8 @@ struct Outcome {
     /// Per palisade run, the share policy must forward in its window.
     expected_share: Vec<f64>,
     allowed_flows: usize,
+    /// Not run: the pools would not fit the machine's memory (see `errors`).
+    skipped: bool,
 }
 
 fn target_dir() -> PathBuf {
@@ -163,8 +172,7 @@ fn main() {
     let scratch = target_dir().join("e2e");
     std::fs::create_dir_all(&scratch).expect("scratch dir under target/");
     let palisade = PathBuf::from(env!("CARGO_BIN_EXE_palisade"));
-    let help = Command::new(&palisade).args(["run", "--help"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let rig = Rig { worker_cpu, main_cpu, palisade, has_mbufs_flag: help.contains("--mbufs"), scratch: scratch.clone() };
+    let rig = Rig { worker_cpu, main_cpu, palisade, scratch: scratch.clone() };
 
     let points: Vec<Point> = matrix(full).into_iter().filter(|p| p.name().contains(&only)).collect();
     println!(
@@ -193,12 +201,13 @@ fn main() {
         if let std::collections::btree_map::Entry::Vacant(e) = pcaps.entry((kind, size, flows)) {
             let pcap = traffic::generate(&scratch, &addrs, &sets[&10_000].snapshot, kind, size, flows);
             println!(
-                "pcap {}: {} flows, {} packets, {:.1} MB, warm-up {} packets, steady {}",
+                "pcap {}: {} flows, {} packets, {:.1} MB, warm-up {} packets{}, steady {}",
                 pcap.path.file_name().unwrap().to_string_lossy(),
                 pcap.flows,
                 pcap.packets,
                 pcap.bytes as f64 / 1e6,
                 pcap.warm,
+                if pcap.tcp_loose { " (no handshakes: palisade picks the flows up mid-stream, --tcp-loose)" } else { "" },
                 pcap.steady_end.map_or("to the end, every pass".to_owned(), |e| format!("to packet {e} of the first pass"))
             );
             e.insert(pcap);
@@ -207,16 +216,21 @@ fn main() {
     println!("generated {} policy sets and {} pcaps in {:.1} s", sets.len(), pcaps.len(), t0.elapsed().as_secs_f64());
 
     let mut outcomes: BTreeMap<Point, Outcome> = BTreeMap::new();
+    let available_mb = procs::memory_available_mb();
     for p in &points {
         let pcap = &pcaps[&p.traffic()];
         let set = &sets[&p.policies];
         let o = outcomes.entry(*p).or_default();
         o.allowed_flows = pcap.allowed_flows(set);
-        if procs::pool_args(&rig, pcap.packets).is_none() {
+        // Leave the rest of the machine 2 GB.
+        let need_mb = procs::memory_needed_mb(pcap.packets);
+        if let Some(avail) = available_mb.filter(|&a| need_mb + 2048 > a) {
+            o.skipped = true;
             o.errors.push(format!(
-                "{} packets do not fit palisade run's pool (max ~500k via --rx-desc/--tx-desc); needs a --mbufs flag",
+                "skipped: {} packets in the pool take {need_mb} MB with --no-huge (a 4 KiB page each), {avail} MB available",
                 pcap.packets
             ));
+            println!("{}: {}", p.name(), o.errors.last().expect("just pushed"));
         }
     }
     for round in 0..rounds {
@@ -224,11 +238,13 @@ fn main() {
             let pcap = &pcaps[&p.traffic()];
             let set = &sets[&p.policies];
             let o = outcomes.get_mut(p).expect("outcome per point");
-            if procs::pool_args(&rig, pcap.packets).is_none() {
+            if o.skipped {
                 continue;
             }
+            // Room for every flow of the file (1M by default, as `palisade run`).
+            let flow_capacity = pcap.flow_list.len().next_power_of_two().max(1 << 20);
             let tp = procs::testpmd(&rig, pcap, secs, &format!("{round}"));
-            let pal = procs::palisade_steady(&rig, pcap, &set.dir, secs, &mut o.window, 1 << 20);
+            let pal = procs::palisade_steady(&rig, pcap, &set.dir, secs, &mut o.window, flow_capacity);
             match (&tp, &pal) {
                 (Ok(t), Ok(s)) => {
                     o.expected_share.push(pcap.expected_forward_share(set, s.from, s.to));
@@ -342,6 +358,7 @@ fn report(points: &[Point], outcomes: &BTreeMap<Point, Outcome>, pcaps: &BTreeMa
             "steady_end_packet": pcap.steady_end,
             "allowed_flows": o.allowed_flows,
             "flows_in_pcap": pcap.flow_list.len(),
+            "palisade_tcp_loose": pcap.tcp_loose,
             "expected_forward_share": o.expected_share,
             "testpmd_pps": o.testpmd,
             "palisade_pps": o.palisade.iter().map(|s| s.pps).collect::<Vec<_>>(),

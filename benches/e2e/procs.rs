@@ -15,9 +15,6 @@ pub struct Rig {
     pub worker_cpu: u32,
     pub main_cpu: u32,
     pub palisade: PathBuf,
-    /// `palisade run` takes `--mbufs N` (otherwise the pool is sized through the
-    /// descriptor counts, which caps a pcap at about 500k frames).
-    pub has_mbufs_flag: bool,
     pub scratch: PathBuf,
 }
 
@@ -61,10 +58,33 @@ fn eal_mb(mbufs: u64) -> u64 {
     (mbufs * MBUF_BYTES >> 20) + 768
 }
 
+/// testpmd's pool for a pcap of `packets` frames: the file plus working room.
+fn testpmd_mbufs(packets: usize) -> u64 {
+    packets as u64 + 32_768
+}
+
+/// palisade's pool (`--mbufs`) for a pcap of `packets` frames: the file plus working room.
+fn palisade_mbufs(packets: usize) -> u64 {
+    packets as u64 + 16_384
+}
+
+/// The most EAL memory (MB) one run over a pcap of `packets` frames takes (testpmd's
+/// pool is the larger); the runs take turns, so this is the point's peak.
+pub fn memory_needed_mb(packets: usize) -> u64 {
+    eal_mb(testpmd_mbufs(packets).max(palisade_mbufs(packets)))
+}
+
+/// MemAvailable from /proc/meminfo, in MB.
+pub fn memory_available_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb >> 10)
+}
+
 /// testpmd io-forward over `pcap` for `secs`: packets forwarded per second.
 pub fn testpmd(rig: &Rig, pcap: &Pcap, secs: f64, tag: &str) -> Result<f64, String> {
     let prefix = format!("pal-e2e-tp-{}-{tag}", std::process::id());
-    let mbufs = pcap.packets as u64 + 32_768;
+    let mbufs = testpmd_mbufs(pcap.packets);
     // stdbuf: stdout is a pipe and the "Press enter" prompt must not sit in a buffer.
     let mut cmd = Command::new("stdbuf");
     cmd.args(["-oL", "dpdk-testpmd"])
@@ -137,35 +157,22 @@ pub struct RunStats {
     pub tsc_hz: f64,
 }
 
-/// The pool flags for a pcap of `packets` frames: `--mbufs` when the binary has it,
-/// else descriptor counts large enough that `palisade run`'s pool (sized from them by
-/// `dataplane::worker::mempool_size`) holds the file plus working room. None: the file
-/// is too big for this binary.
-pub fn pool_args(rig: &Rig, packets: usize) -> Option<(Vec<String>, u64)> {
-    let want = packets as u64 + 16_384;
-    if rig.has_mbufs_flag {
-        return Some((vec!["--mbufs".into(), want.to_string()], want));
-    }
-    let desc = want.div_ceil(4).clamp(1024, 65_535) as u16;
-    let pool = dataplane::worker::mempool_size(2, 1, desc, desc, 2) as u64;
-    (pool >= want).then(|| (vec!["--rx-desc".into(), desc.to_string(), "--tx-desc".into(), desc.to_string()], pool))
-}
-
-/// `palisade run` over `pcap` enforcing the manifests in `manifests` for `secs`.
+/// `palisade run` over `pcap` enforcing the manifests in `manifests` for `secs`; a
+/// mid-stream file (`tcp_loose`) with `--tcp-loose`.
 pub fn palisade(rig: &Rig, pcap: &Pcap, manifests: &Path, secs: f64, flow_capacity: usize) -> Result<RunStats, String> {
     let stats = rig.scratch.join("stats.json");
     let _ = std::fs::remove_file(&stats);
-    let (pool, mbufs) = pool_args(rig, pcap.packets).ok_or("pcap too big for this palisade's pool")?;
+    let mbufs = palisade_mbufs(pcap.packets);
     let mut cmd = Command::new(&rig.palisade);
     cmd.arg("run");
     for v in vdevs(&pcap.path) {
         cmd.args(["--port", &v]);
     }
     cmd.args(["--mode", "wire", "--workers", &rig.worker_cpu.to_string(), "--no-huge"])
-        .args(["--memory-mb", &eal_mb(mbufs).to_string()])
-        .args(pool)
+        .args(["--memory-mb", &eal_mb(mbufs).to_string(), "--mbufs", &mbufs.to_string()])
         .args(["--idle-backoff", "off", "--duration", &format!("{secs:.4}")])
         .args(["--flow-capacity", &flow_capacity.to_string()])
+        .args(pcap.tcp_loose.then_some("--tcp-loose"))
         .arg("--manifests")
         .arg(manifests)
         .args(["--eal-arg=--log-level=lib.eal:warning", "--stats-json"])

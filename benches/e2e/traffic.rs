@@ -14,6 +14,13 @@
 //!   are all hits. Steady from 0 to the end of the first pass only.
 //! - mix: established handshakes first, then data of those flows with every 5th packet
 //!   a new flow. Steady from `warm` to the end of the first pass.
+//!
+//! Established and mix files of many flows (1M) leave the handshakes out: net_pcap keeps
+//! the whole file in palisade's pool, a 4 KiB page per packet with --no-huge, and 5
+//! packets per flow would take 20 GB. Their first pass is one data packet each way per
+//! flow, which palisade picks up mid-stream (`--tcp-loose`, `Pcap::tcp_loose`): the
+//! initiator's packet opens the flow (classified as a SYN would be), the responder's
+//! follows it. `warm` is then that whole first round.
 
 use control::compile::synthetic::Rng;
 use control::compile::{compile, synthetic};
@@ -31,8 +38,8 @@ use std::path::{Path, PathBuf};
 /// `synthetic::cluster` draws pods before policies from one seeded sequence).
 pub const PODS: usize = 10_000;
 const SEED: u64 = 42;
-/// Packets a pcap may hold when `palisade run` cannot be told its pool size: the pool
-/// is inflated through --rx-desc/--tx-desc to at most 524287 mbufs (see `pool_args`).
+/// Packets an established or mix file may take with its handshakes (and, established,
+/// data rounds up to this); past it the file is a mid-stream one (see the module doc).
 pub const PCAP_BUDGET: usize = 500_000;
 /// Packets in the steady stretch of a mix pcap (after the handshakes): about 0.1-0.2 s
 /// of first pass at this machine's rates.
@@ -226,6 +233,8 @@ pub struct Pcap {
     /// Steady state ends after this many packets of the first pass (None: never).
     pub steady_end: Option<usize>,
     pub bytes: u64,
+    /// No handshakes: palisade must pick TCP flows up mid-stream (`--tcp-loose`).
+    pub tcp_loose: bool,
     pub flow_list: Vec<Flow>,
     /// For each packet of the file, its flow's index in `flow_list` (every packet of a
     /// flow follows the flow's verdict).
@@ -333,20 +342,21 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
     };
     let seed = 0x9e37_79b9 ^ (flows as u64) << 8 ^ kind as u64;
     let mut seen = HashSet::new();
-    let (flow_list, warm, steady_end);
+    let (flow_list, warm, steady_end, tcp_loose);
     match kind {
         Kind::Established => {
             let list = pick_flows(addrs, reference, flows, true, seed, &mut seen);
+            tcp_loose = 5 * flows > PCAP_BUDGET;
             // Data rounds: as many as fit the budget, at least one each way.
             let rounds = ((PCAP_BUDGET.saturating_sub(3 * flows)) / (2 * flows)).clamp(1, 16);
-            handshakes(&mut out, &list);
-            for _ in 0..rounds {
-                for (i, f) in list.iter().enumerate() {
-                    out.push(&frame(f, true, PSH | ACK, next_len()), i);
-                    out.push(&frame(f, false, PSH | ACK, next_len()), i);
-                }
+            if !tcp_loose {
+                handshakes(&mut out, &list);
             }
-            warm = 3 * flows;
+            for _ in 0..rounds {
+                data_round(&mut out, &list, &mut next_len);
+            }
+            // Mid-stream, the one data round is where the flows are picked up.
+            warm = if tcp_loose { 2 * flows } else { 3 * flows };
             steady_end = None;
             flow_list = list;
         }
@@ -357,6 +367,7 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
             }
             warm = 0;
             steady_end = Some(flows);
+            tcp_loose = false;
             flow_list = list;
         }
         Kind::Mix => {
@@ -364,7 +375,12 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
             let new_count = steady / 5;
             let mut list = pick_flows(addrs, reference, flows, true, seed, &mut seen);
             list.extend(pick_flows(addrs, reference, new_count, false, seed.rotate_left(29), &mut seen));
-            handshakes(&mut out, &list[..flows]);
+            tcp_loose = 3 * flows + steady > PCAP_BUDGET;
+            if tcp_loose {
+                data_round(&mut out, &list[..flows], &mut next_len);
+            } else {
+                handshakes(&mut out, &list[..flows]);
+            }
             // Every 5th packet opens a new flow; the others are data of the established
             // flows, round robin, initiator then responder.
             let (mut next_new, mut next_data) = (flows, 0usize);
@@ -378,13 +394,13 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
                 };
                 out.push(&frame(&list[i], forward, flags, next_len()), i);
             }
-            warm = 3 * flows;
+            warm = if tcp_loose { 2 * flows } else { 3 * flows };
             steady_end = Some(warm + steady);
             flow_list = list;
         }
     }
     let (packets, bytes, packet_flow) = out.finish();
-    Pcap { path, kind, flows, packets, warm, steady_end, bytes, flow_list, packet_flow }
+    Pcap { path, kind, flows, packets, warm, steady_end, bytes, tcp_loose, flow_list, packet_flow }
 }
 
 fn key(f: &Flow) -> Key {
@@ -402,6 +418,15 @@ fn handshakes(out: &mut PcapStream, flows: &[Flow]) {
         out.push(&frame(f, true, SYN, 64), i);
         out.push(&frame(f, false, SYN | ACK, 64), i);
         out.push(&frame(f, true, ACK, 64), i);
+    }
+}
+
+/// One data packet each way of each flow, sized by `next_len` (the first such round of
+/// a mid-stream file picks the flows up).
+fn data_round(out: &mut PcapStream, flows: &[Flow], next_len: &mut impl FnMut() -> usize) {
+    for (i, f) in flows.iter().enumerate() {
+        out.push(&frame(f, true, PSH | ACK, next_len()), i);
+        out.push(&frame(f, false, PSH | ACK, next_len()), i);
     }
 }
 
