@@ -13,9 +13,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
-use common::lab_manifest_dir;
+use common::{lab_manifest_dir, replay_command};
 use dataplane::pipeline::{craft, pcap};
 use dataplane::wire::tcp::flags::SYN;
 
@@ -48,13 +47,8 @@ fn replay_measured(dir: &Path, frames: &[Vec<u8>]) -> (serde_json::Value, u64) {
     let manifests = lab_manifest_dir(dir, &["base"]);
     let input = dir.join("in.pcap");
     pcap::write(&input, frames).unwrap();
-    let out = Command::new("python3")
-        .args(["-c", PEAK_RSS, env!("CARGO_BIN_EXE_palisade"), "replay", "--flow-capacity", &CAPACITY.to_string()])
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--pcap")
-        .arg(&input)
-        .env("PALISADE_LOG", "warn")
+    let out = replay_command(&["python3", "-c", PEAK_RSS], &manifests, &input)
+        .args(["--flow-capacity", &CAPACITY.to_string()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

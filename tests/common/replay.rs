@@ -45,24 +45,34 @@ impl Replay {
     }
 }
 
+/// `palisade replay --manifests M --pcap IN` logging at warn, not started; run by
+/// `wrapper` (a program and its first arguments, which then runs palisade) if given.
+pub fn replay_command(wrapper: &[&str], manifests: &Path, input: &Path) -> Command {
+    let bin = env!("CARGO_BIN_EXE_palisade");
+    let mut cmd = match wrapper {
+        [] => Command::new(bin),
+        [program, args @ ..] => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+    };
+    cmd.arg("replay").arg("--manifests").arg(manifests).arg("--pcap").arg(input).env("PALISADE_LOG", "warn");
+    cmd
+}
+
 /// Run `palisade replay` over `frames` with the manifests in `manifests`.
 pub fn replay(dir: &Path, manifests: &Path, frames: &[Vec<u8>], extra: &[&str]) -> Replay {
     let input = dir.join("in.pcap");
     let allowed = dir.join("allowed.pcap");
     let dropped = dir.join("dropped.pcap");
     pcap::write(&input, frames).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("replay")
-        .arg("--manifests")
-        .arg(manifests)
-        .arg("--pcap")
-        .arg(&input)
+    let out = replay_command(&[], manifests, &input)
         .arg("--out-allowed")
         .arg(&allowed)
         .arg("--out-dropped")
         .arg(&dropped)
         .args(extra)
-        .env("PALISADE_LOG", "warn")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
