@@ -7,9 +7,12 @@
 //! (which the hardware prefetches together). A probe walks the slots (eight per cache
 //! line) and compares a key only when the 32-bit hash matches; a miss usually touches
 //! the slot line alone. Deletion shifts later members of the chain back, so
-//! there are no tombstones and chains never degrade. Everything is allocated in `new`;
-//! the packet path never allocates.
+//! there are no tombstones and chains never degrade. Everything is allocated in `new`,
+//! on transparent huge pages (`dpdk::hugemem`): the slot array spans 16 MiB at the
+//! default capacity, and on 4 KiB pages a lookup would miss the TLB as well as the
+//! cache. The packet path never allocates.
 
+use crate::dpdk::hugemem::HugeSlice;
 use crate::dpdk::prefetch::prefetch_read;
 use crate::flow::entry::FlowEntry;
 use crate::flow::key::FlowKey;
@@ -35,7 +38,10 @@ struct Record {
 }
 
 const _: () = assert!(std::mem::size_of::<Record>() == 128);
-const EMPTY_SLOT: Slot = Slot { hash: 0, index: EMPTY };
+const EMPTY_SLOT: Slot = Slot {
+    hash: 0,
+    index: EMPTY,
+};
 
 /// The table is at capacity: the flow was not inserted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,9 +49,9 @@ const EMPTY_SLOT: Slot = Slot { hash: 0, index: EMPTY };
 pub struct TableFull;
 
 pub struct FlowTable {
-    slots: Box<[Slot]>,
+    slots: HugeSlice<Slot>,
     mask: usize,
-    records: Box<[Record]>,
+    records: HugeSlice<Record>,
     /// Free pool indices; never grows past its initial capacity.
     free: Vec<u32>,
     seed: u64,
@@ -62,9 +68,15 @@ impl FlowTable {
         let capacity = capacity.clamp(1, 1 << 31);
         let slot_count = (capacity * 2).next_power_of_two();
         FlowTable {
-            slots: vec![EMPTY_SLOT; slot_count].into_boxed_slice(),
+            slots: HugeSlice::filled(slot_count, EMPTY_SLOT),
             mask: slot_count - 1,
-            records: vec![Record { key: FlowKey::default(), entry: FlowEntry::EMPTY }; capacity].into_boxed_slice(),
+            records: HugeSlice::filled(
+                capacity,
+                Record {
+                    key: FlowKey::default(),
+                    entry: FlowEntry::EMPTY,
+                },
+            ),
             free: (0..capacity as u32).rev().collect(),
             seed,
             age_cursor: 0,
@@ -214,7 +226,12 @@ impl FlowTable {
 
     /// `age`, showing each expired flow to `on_expired` just before it is removed (the
     /// flow log records flows that age out).
-    pub fn age_each(&mut self, now: u64, budget: usize, mut on_expired: impl FnMut(&FlowKey, &FlowEntry)) -> usize {
+    pub fn age_each(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut on_expired: impl FnMut(&FlowKey, &FlowEntry),
+    ) -> usize {
         let capacity = self.records.len();
         let mut removed = 0;
         for _ in 0..budget.min(capacity) {
@@ -232,7 +249,10 @@ impl FlowTable {
 
     /// Live flows, in pool order.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> {
-        self.records.iter().filter(|r| r.entry.is_live()).map(|r| (&r.key, &r.entry))
+        self.records
+            .iter()
+            .filter(|r| r.entry.is_live())
+            .map(|r| (&r.key, &r.entry))
     }
 }
 
@@ -245,11 +265,25 @@ mod tests {
 
     fn key(n: u32) -> FlowKey {
         let b = n.to_be_bytes();
-        FlowKey::new(&v4_mapped([10, b[1], b[2], b[3]]), 1000 + (n % 7) as u16, &v4_mapped([192, 168, 0, 1]), 80, 6, 0).0
+        FlowKey::new(
+            &v4_mapped([10, b[1], b[2], b[3]]),
+            1000 + (n % 7) as u16,
+            &v4_mapped([192, 168, 0, 1]),
+            80,
+            6,
+            0,
+        )
+        .0
     }
 
     fn entry(now: u64) -> FlowEntry {
-        FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::Established, now)
+        FlowEntry::new(
+            Verdict::NOT_POLICED,
+            1,
+            Side::Lo,
+            TcpState::Established,
+            now,
+        )
     }
 
     fn table(capacity: usize) -> FlowTable {
@@ -322,7 +356,8 @@ mod tests {
         for order in 0..6u32 {
             let mut t = table(2);
             let a = t.insert(key(order), t.hash(&key(order)), entry(0)).unwrap();
-            t.insert(key(order + 10), t.hash(&key(order + 10)), entry(0)).unwrap();
+            t.insert(key(order + 10), t.hash(&key(order + 10)), entry(0))
+                .unwrap();
             t.remove(a);
             assert!(t.find(&key(order + 10), t.hash(&key(order + 10))).is_some());
             assert!(t.find(&key(order), t.hash(&key(order))).is_none());
