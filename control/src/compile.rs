@@ -255,28 +255,37 @@ impl Engine {
                 }
             }
         }
-        // 4. Which policies isolate each endpoint pod, per direction.
-        let mut selecting: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; model.pods.len()];
+        // 4. Which policies isolate each identity (so each of its pods), per direction.
+        let mut selecting: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; e.identities.len()];
         for (pi, pol) in model.policies.iter().enumerate() {
             if !pol.isolates_ingress && !pol.isolates_egress {
                 continue;
             }
             for id in e.select(pol.namespace, &pol.pod_selector) {
-                for &p in &e.identities[id as usize].pods {
-                    for (di, d) in DIRECTIONS.iter().enumerate() {
-                        if pol.isolates(*d) {
-                            selecting[p as usize][di].push(pi as u32);
-                        }
+                for (di, d) in DIRECTIONS.iter().enumerate() {
+                    if pol.isolates(*d) {
+                        selecting[id as usize][di].push(pi as u32);
                     }
                 }
             }
         }
-        // 5. Nodes, then endpoints with shared rule sets.
+        // 5. Nodes, then endpoints with shared rule sets. Pods of one identity have the
+        // same selecting policies and named ports, so the same rule sets: looked up once
+        // per identity, at its first pod (which keeps the order sets are registered in).
         e.node_ids = model.nodes.iter().map(|n| e.b.add_node(&n.addrs)).collect();
+        let mut identity_sets: Vec<Option<[u32; 2]>> = vec![None; e.identities.len()];
         for (i, pod) in model.pods.iter().enumerate() {
             if pod.is_endpoint() {
-                let [ingress, egress] = std::mem::take(&mut selecting[i]);
-                e.join_sets(model, i, [ingress, egress]);
+                let id = e.pod_identity[i] as usize;
+                let sets = match identity_sets[id] {
+                    Some(sets) => sets,
+                    None => {
+                        let sets = e.sets_of(model, i, std::mem::take(&mut selecting[id]));
+                        identity_sets[id] = Some(sets);
+                        sets
+                    }
+                };
+                e.enter_sets(i, sets);
                 e.write_endpoint(model, i, &[]);
             }
         }
@@ -589,10 +598,17 @@ impl Engine {
     /// Put endpoint pod `pod` into the rule sets of its selecting policies (per
     /// direction, in policy order).
     fn join_sets(&mut self, model: &Model, pod: usize, selecting: [Vec<u32>; 2]) {
+        let sets = self.sets_of(model, pod, selecting);
+        self.enter_sets(pod, sets);
+    }
+
+    /// The rule sets (indices into `sets`, `NONE` when not isolated) of endpoint pod
+    /// `pod` selected by `selecting` (per direction, in policy order), registering new ones.
+    fn sets_of(&mut self, model: &Model, pod: usize, selecting: [Vec<u32>; 2]) -> [u32; 2] {
         let p = &model.pods[pod];
+        let mut out = [NONE, NONE];
         for (di, policies) in selecting.into_iter().enumerate() {
             if policies.is_empty() {
-                self.pod_sets[pod][di] = NONE;
                 continue;
             }
             let named_local =
@@ -602,8 +618,17 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            let s = self.set_for(SetKey { dir: di as u8, policies, sig });
-            self.sets[s as usize].pods.push(pod as u32);
+            out[di] = self.set_for(SetKey { dir: di as u8, policies, sig });
+        }
+        out
+    }
+
+    /// Record that pod `pod` uses rule sets `sets` (from [`sets_of`](Self::sets_of)).
+    fn enter_sets(&mut self, pod: usize, sets: [u32; 2]) {
+        for (di, s) in sets.into_iter().enumerate() {
+            if s != NONE {
+                self.sets[s as usize].pods.push(pod as u32);
+            }
             self.pod_sets[pod][di] = s;
         }
     }

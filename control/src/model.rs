@@ -14,8 +14,12 @@ use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// Below this many pods and policies, `Model::resolve` stays on one thread.
+const PARALLEL_MIN: usize = 4096;
 
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -316,22 +320,50 @@ impl Model {
                 .unwrap_or_default();
             m.nodes.push(Node { name: node.object.metadata.name.clone().unwrap_or_default(), addrs });
         }
-        let node_index: HashMap<&str, usize> = m.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-        let node_index: HashMap<String, usize> = node_index.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        for pod in &cluster.pods {
-            let p = m.resolve_pod(pod, &node_index)?;
-            let id = m.pods.len();
+        let node_index: HashMap<String, usize> = m.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        // Namespaces that pods, then policies, refer to without declaring them are
+        // synthesised in order of first reference, before anything else resolves...
+        for meta in cluster.pods.iter().map(|p| &p.object.metadata).chain(cluster.policies.iter().map(|p| &p.object.metadata)) {
+            m.namespace_or_synthesise(meta.namespace.as_deref().unwrap_or("default"));
+        }
+        // ...so that pods and policies resolve independently of each other: on two
+        // threads for a large cluster (the first half of the pods here, the second
+        // half and the policies there). The first error in load order wins, as it
+        // would one by one.
+        let split = if cluster.pods.len() + cluster.policies.len() >= PARALLEL_MIN { cluster.pods.len() / 2 } else { 0 };
+        let (first, rest) = cluster.pods.split_at(split);
+        let model = &m;
+        let resolve_pods = |pods: &[Sourced<k8s_openapi::api::core::v1::Pod>]| {
+            pods.iter().map(|p| model.resolve_pod(p, &node_index)).collect::<Result<Vec<_>, _>>()
+        };
+        let resolve_rest = || -> Result<(Vec<Pod>, Vec<Policy>), ModelError> {
+            let pods = resolve_pods(rest)?;
+            let policies = cluster.policies.iter().map(|p| model.resolve_policy(p)).collect::<Result<Vec<_>, _>>()?;
+            Ok((pods, policies))
+        };
+        let (first, rest) = if split == 0 {
+            (Ok(Vec::new()), resolve_rest())
+        } else {
+            std::thread::scope(|s| {
+                let rest = s.spawn(resolve_rest);
+                let first = resolve_pods(first);
+                (first, rest.join().expect("resolving thread panicked"))
+            })
+        };
+        let mut pods = first?;
+        let (rest_pods, policies) = rest?;
+        pods.extend(rest_pods);
+        m.pods = pods;
+        m.policies = policies;
+        m.pod_index.reserve(m.pods.len());
+        m.addr_index.reserve(m.pods.len());
+        for (id, p) in m.pods.iter().enumerate() {
             m.pod_index.entry((p.namespace, p.name.clone())).or_insert(id);
             if p.is_endpoint() {
                 for a in &p.addrs {
                     m.addr_index.entry(*a).or_insert(id);
                 }
             }
-            m.pods.push(p);
-        }
-        for pol in &cluster.policies {
-            let p = m.resolve_policy(pol)?;
-            m.policies.push(p);
         }
         Ok(m)
     }
@@ -406,7 +438,8 @@ impl Model {
         i
     }
 
-    fn resolve_pod(&mut self, pod: &Sourced<k8s_openapi::api::core::v1::Pod>, nodes: &HashMap<String, usize>) -> Result<Pod, ModelError> {
+    /// The pod as the model sees it; its namespace must be registered.
+    fn resolve_pod(&self, pod: &Sourced<k8s_openapi::api::core::v1::Pod>, nodes: &HashMap<String, usize>) -> Result<Pod, ModelError> {
         let meta = &pod.object.metadata;
         let ns_name = meta.namespace.as_deref().unwrap_or("default");
         let name = meta.name.clone().unwrap_or_default();
@@ -417,7 +450,7 @@ impl Model {
             field,
             message,
         };
-        let namespace = self.namespace_or_synthesise(ns_name);
+        let namespace = self.namespace_id(ns_name).expect("namespace registered before its pods");
         let spec = pod.object.spec.as_ref();
         let status = pod.object.status.as_ref();
         let mut addrs = Vec::new();
@@ -465,7 +498,8 @@ impl Model {
         })
     }
 
-    fn resolve_policy(&mut self, pol: &Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>) -> Result<Policy, ModelError> {
+    /// The policy as the model sees it; its namespace must be registered.
+    fn resolve_policy(&self, pol: &Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>) -> Result<Policy, ModelError> {
         let meta = &pol.object.metadata;
         let ns_name = meta.namespace.as_deref().unwrap_or("default");
         let name = meta.name.clone().unwrap_or_default();
@@ -476,7 +510,7 @@ impl Model {
             field,
             message,
         };
-        let namespace = self.namespace_or_synthesise(ns_name);
+        let namespace = self.namespace_id(ns_name).expect("namespace registered before its policies");
         let spec = pol.object.spec.clone().unwrap_or_default();
         let pod_selector = selector(spec.pod_selector.as_ref(), "spec.podSelector", &err)?;
         let mut ingress = Vec::new();

@@ -98,6 +98,21 @@ fn key_of(object: &Object) -> ObjectKey {
     (object.kind(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
+/// Whether each kind of `cluster` is listed in the order `Incremental::cluster_of`
+/// lists it: by key, or by source and then key.
+fn in_order(cluster: &Cluster, order: Order) -> bool {
+    type Meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    fn rank<T: k8s_openapi::Metadata<Ty = Meta>>(o: &Sourced<T>, order: Order) -> (Option<(&PathBuf, usize)>, &str, &str) {
+        let m = o.object.metadata();
+        let source = (order == Order::BySource).then_some((&o.source.file, o.source.doc));
+        (source, m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default())
+    }
+    fn sorted<T: k8s_openapi::Metadata<Ty = Meta>>(v: &[Sourced<T>], order: Order) -> bool {
+        v.windows(2).all(|w| rank(&w[0], order) < rank(&w[1], order))
+    }
+    sorted(&cluster.namespaces, order) && sorted(&cluster.nodes, order) && sorted(&cluster.pods, order) && sorted(&cluster.policies, order)
+}
+
 /// Namespace and name as the model sees them (namespaced kinds default to `default`).
 fn ns_name(key: &ObjectKey) -> (String, String) {
     let ns = if key.1.is_empty() { "default".to_owned() } else { key.1.clone() };
@@ -108,6 +123,9 @@ impl Incremental {
     /// Validate and compile `cluster` whole.
     pub fn new(cluster: Cluster, order: Order) -> Result<Incremental, String> {
         crate::validate::validate(&cluster).map_err(|e| e.to_string())?;
+        // A cluster already in the order `cluster_of` gives (as a loaded manifest
+        // directory is) compiles as it is, without first copying every object.
+        let compiled = if in_order(&cluster, order) { Some(Self::compiled(&cluster, order, BTreeMap::new())?) } else { None };
         let mut objects = BTreeMap::new();
         let mut put = |object: Object, source: Source| {
             objects.insert(key_of(&object), Stored { object, source });
@@ -117,13 +135,24 @@ impl Incremental {
         nodes.into_iter().for_each(|o| put(Object::Node(o.object), o.source));
         pods.into_iter().for_each(|o| put(Object::Pod(o.object), o.source));
         policies.into_iter().for_each(|o| put(Object::NetworkPolicy(o.object), o.source));
-        Self::from_objects(objects, order)
+        match compiled {
+            Some(mut inc) => {
+                inc.objects = objects;
+                Ok(inc)
+            }
+            None => Self::from_objects(objects, order),
+        }
     }
 
     fn from_objects(objects: BTreeMap<ObjectKey, Stored>, order: Order) -> Result<Incremental, String> {
-        // Every object here passed validation (uniqueness holds by key).
         let cluster = Self::cluster_of(&objects, order);
-        let model = Model::resolve(&cluster).map_err(|e| e.to_string())?;
+        Self::compiled(&cluster, order, objects)
+    }
+
+    /// Compile `cluster`, listed as `cluster_of` lists it, with `objects` the objects in force.
+    fn compiled(cluster: &Cluster, order: Order, objects: BTreeMap<ObjectKey, Stored>) -> Result<Incremental, String> {
+        // Every object here passed validation (uniqueness holds by key).
+        let model = Model::resolve(cluster).map_err(|e| e.to_string())?;
         let engine = Engine::build(&model, 0, true);
         let mut inc = Incremental {
             order,

@@ -196,21 +196,21 @@ impl SnapshotBuilder {
         // each list merged with the base and its namespace's entries: the lookup stops
         // at the first table that has the remote.
         let set_id = self.snap.rule_sets.len() as RuleSetId;
-        let ns_entries = self.key_table(set_id, TableKind::Namespace, &key, &|_| any.clone(), |r| match r {
+        let (ns_entries, _) = self.key_table(set_id, TableKind::Namespace, &key, &|_| 0, &|_| any.clone(), |r| match r {
             Remote::Namespaces(s) => Some(s),
             _ => None,
         });
 
         let identity_namespace = std::mem::take(&mut self.identity_namespace);
-        let with_namespace = |ident: u32| {
-            let ns = *identity_namespace.get(ident as usize).expect("identity registered with add_identity");
+        let namespace_of = |ident: u32| *identity_namespace.get(ident as usize).expect("identity registered with add_identity");
+        let with_namespace = |ns: u32| {
             let mut v = any.clone();
             if let Some(e) = ns_entries.get(&ns) {
                 v.extend_from_slice(e);
             }
             v
         };
-        let by_identity = self.key_table(set_id, TableKind::Identity, &key, &with_namespace, |r| match r {
+        let (_, id_len) = self.key_table(set_id, TableKind::Identity, &key, &namespace_of, &with_namespace, |r| match r {
             Remote::Identities(s) => Some(s),
             _ => None,
         });
@@ -237,7 +237,7 @@ impl SnapshotBuilder {
         self.snap.rule_sets.push(RuleSetLayout {
             base,
             ns_len: ns_entries.len() as u32,
-            id_len: by_identity.len() as u32,
+            id_len: id_len as u32,
             addr_min_rule,
             v4_start,
             v4_len: self.snap.seg_v4_start.len() as u32 - v4_start,
@@ -385,16 +385,18 @@ impl SnapshotBuilder {
 
     /// Enter into the shared table, under (`set`, `kind`, key), the port list of each key
     /// that the entries whose remote `pick` maps to an id set (namespaces or
-    /// identities) name, each key's list merged with the
-    /// `(rule, entry)` pairs `extra` gives for it. Returns each key's own pairs.
+    /// identities) name, each key's list merged with the `(rule, entry)` pairs `extra`
+    /// gives for the key's class (`class`). Returns the namespace table's own pairs of
+    /// each key (the identity table's are not needed) and the number of keys.
     fn key_table(
         &mut self,
         set: RuleSetId,
         kind: TableKind,
         entries: &[RuleSetEntry],
+        class: &dyn Fn(u32) -> u32,
         extra: &dyn Fn(u32) -> Vec<(RuleId, u32)>,
         pick: impl Fn(Remote) -> Option<IdentitySetId>,
-    ) -> HashMap<u32, Vec<(RuleId, u32)>> {
+    ) -> (HashMap<u32, Vec<(RuleId, u32)>>, usize) {
         let mut own: HashMap<u32, Vec<(RuleId, u32)>> = HashMap::new();
         let mut pairs: Vec<(u32, RuleId, u32)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -403,22 +405,39 @@ impl SnapshotBuilder {
             }
         }
         pairs.sort_unstable();
+        // Keys of one class named by the same entries get the same list (most keys of a
+        // large set do): merged and painted once.
+        let mut lists: HashMap<(u32, Vec<(RuleId, u32)>), ListRef> = HashMap::new();
+        let mut group: Vec<(RuleId, u32)> = Vec::new();
+        let mut keys = 0;
         let mut k = 0;
         while k < pairs.len() {
             let key = pairs[k].0;
             let end = k + pairs[k..].partition_point(|p| p.0 == key);
-            let group: Vec<(RuleId, u32)> = pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)).collect();
-            let mut merged = extra(key);
-            merged.extend_from_slice(&group);
-            merged.sort_unstable();
-            merged.dedup();
-            let list = self.port_list(entries, merged.into_iter());
+            group.clear();
+            group.extend(pairs[k..end].iter().map(|&(_, rule, i)| (rule, i)));
             k = end;
-            let list = self.list_ref(list);
+            let c = class(key);
+            let list = match lists.get(&GroupRef(c, &group)) {
+                Some(&list) => list,
+                None => {
+                    let mut merged = extra(c);
+                    merged.extend_from_slice(&group);
+                    merged.sort_unstable();
+                    merged.dedup();
+                    let list = self.port_list(entries, merged.into_iter());
+                    let list = self.list_ref(list);
+                    lists.insert((c, group.clone()), list);
+                    list
+                }
+            };
             self.snap.keyed.insert(table_key(set, kind, key), list);
-            own.insert(key, group);
+            if kind == TableKind::Namespace {
+                own.insert(key, group.clone());
+            }
+            keys += 1;
         }
-        own
+        (own, keys)
     }
 
     /// Disjoint segments `(start, port list or NONE)` covering one family's whole
@@ -532,6 +551,16 @@ impl SnapshotBuilder {
         };
         self.scratch = painted;
         id
+    }
+}
+
+/// A borrowed `(class, group)` key of `key_table`'s list cache (hashes as the owned one).
+#[derive(Hash)]
+struct GroupRef<'a>(u32, &'a [(RuleId, u32)]);
+
+impl hashbrown::Equivalent<(u32, Vec<(RuleId, u32)>)> for GroupRef<'_> {
+    fn equivalent(&self, k: &(u32, Vec<(RuleId, u32)>)) -> bool {
+        self.0 == k.0 && self.1 == k.1.as_slice()
     }
 }
 
