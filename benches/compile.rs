@@ -1,6 +1,9 @@
 //! Compile time and snapshot memory at 1k / 10k / 50k pods × 100 / 1k / 10k policies
 //! over `control::compile::synthetic` clusters, and the latency of one change through
-//! the incremental compiler (change → snapshot ready to publish). Prints each
+//! the incremental compiler (change → snapshot ready to publish): a pod label flipping
+//! between two values (after the first two rounds both identities exist), a pod
+//! label set to a value never seen before (a new identity joins every selector peer
+//! and rule set that takes it), and one policy's port flipping. Prints each
 //! snapshot's size (bytes per pod and per rule) once. Targets: cold compile of 50k
 //! pods + 10k policies under 1 s; one pod label change or one policy change under 10 ms.
 //!
@@ -19,11 +22,21 @@ const SIZES: [(usize, usize); 9] =
 
 /// The change to pod `i`: its `app` label flips between two values on every call.
 pub fn pod_label_change(cluster: &Cluster, i: usize, round: u64) -> ObjectChange {
+    pod_relabel(cluster, i, |app| if round % 2 == 0 { format!("{app}-moved") } else { app.to_owned() })
+}
+
+/// The change to pod `i`: its `app` label takes a value no pod had before (`round` is
+/// new on every call), so the pod gets a new identity.
+pub fn pod_new_identity_change(cluster: &Cluster, i: usize, round: u64) -> ObjectChange {
+    pod_relabel(cluster, i, |app| format!("{app}-{round}"))
+}
+
+fn pod_relabel(cluster: &Cluster, i: usize, app: impl Fn(&str) -> String) -> ObjectChange {
     let p = &cluster.pods[i];
     let mut pod = p.object.clone();
     let labels = pod.metadata.labels.get_or_insert_with(Default::default);
-    let app = labels.get("app").cloned().unwrap_or_default();
-    labels.insert("app".into(), if round % 2 == 0 { format!("{app}-moved") } else { app });
+    let new = app(labels.get("app").map(String::as_str).unwrap_or_default());
+    labels.insert("app".into(), new);
     ObjectChange::Upsert(Object::Pod(pod), p.source.clone())
 }
 
@@ -78,8 +91,13 @@ fn bench(c: &mut Criterion) {
         let pod = pods / 2;
         let policy = policy_with_port(&cluster);
         let mut round = 0u64;
-        for (what, change) in [("pod_label_change", pod_label_change as fn(&Cluster, usize, u64) -> ObjectChange), ("policy_change", policy_port_change)] {
-            let target = if what == "pod_label_change" { pod } else { policy };
+        let changes: [(&str, fn(&Cluster, usize, u64) -> ObjectChange); 3] = [
+            ("pod_label_change", pod_label_change),
+            ("pod_label_new_identity", pod_new_identity_change),
+            ("policy_change", policy_port_change),
+        ];
+        for (what, change) in changes {
+            let target = if what.starts_with("pod") { pod } else { policy };
             g.bench_function(BenchmarkId::new(what, &id), |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;

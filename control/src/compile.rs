@@ -398,7 +398,8 @@ impl Engine {
         };
         match whole_namespaces {
             Some(ns) => Remote::Namespaces(self.b.add_identity_set(ns)),
-            None => Remote::Identities(self.b.add_identity_set(ids)),
+            // Private: a new identity joins it in place (`incremental`).
+            None => Remote::Identities(self.b.add_private_identity_set(ids)),
         }
     }
 

@@ -24,6 +24,7 @@
 
 mod addr;
 mod builder;
+mod cow;
 mod flat;
 pub mod five_tuple;
 
@@ -35,6 +36,7 @@ pub use builder::{
 
 use crate::dpdk::prefetch::prefetch_read;
 use crate::verdict::{Action, Classifier, Probe, Reason, RuleId, Verdict, NO_RULE};
+use cow::CowVec;
 use flat::FlatMap;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -128,27 +130,31 @@ pub struct SnapshotStats {
     pub memory_bytes: usize,
 }
 
-/// An immutable compiled policy snapshot. See the module doc for its layout.
+/// An immutable compiled policy snapshot. See the module doc for its layout. The
+/// arrays are [`CowVec`]s and the maps chunked the same way, so the snapshots of
+/// successive generations share what did not change.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) generation: u64,
     pub(crate) addr_v4: FlatMap<u32, u32>,
     pub(crate) addr_v6: HashMap<u128, u32>,
-    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) endpoints: CowVec<Endpoint>,
     pub(crate) nodes: usize,
-    pub(crate) rule_sets: Vec<RuleSetLayout>,
+    pub(crate) rule_sets: CowVec<RuleSetLayout>,
     /// Namespace and identity tables of all rule sets: `table_key` → port list.
     pub(crate) keyed: FlatMap<u64, ListRef>,
-    pub(crate) seg_v4_start: Vec<u32>,
-    pub(crate) seg_v4_list: Vec<ListRef>,
-    pub(crate) seg_v6_start: Vec<u128>,
-    pub(crate) seg_v6_list: Vec<ListRef>,
-    /// Port list `i` is `port_entries[list_bounds[i]..list_bounds[i + 1]]`.
-    pub(crate) list_bounds: Vec<u32>,
-    pub(crate) port_entries: Vec<PortEntry>,
-    pub(crate) rule_names: String,
-    /// Rule `i`'s name is `rule_names[name_bounds[i]..name_bounds[i + 1]]`.
-    pub(crate) name_bounds: Vec<u32>,
+    pub(crate) seg_v4_start: CowVec<u32>,
+    pub(crate) seg_v4_list: CowVec<ListRef>,
+    pub(crate) seg_v6_start: CowVec<u128>,
+    pub(crate) seg_v6_list: CowVec<ListRef>,
+    /// Port lists, each one run of entries: `port_entries[start..end]` for a `ListRef`.
+    pub(crate) port_entries: CowVec<PortEntry>,
+    /// Number of distinct port lists (stats).
+    pub(crate) port_lists: usize,
+    /// UTF-8 bytes of rule names, each name one run (renamed rules append a new one).
+    pub(crate) rule_names: CowVec<u8>,
+    /// Rule `i`'s name is `rule_names[start..end]` for `name_spans[i] = (start, end)`.
+    pub(crate) name_spans: CowVec<(u32, u32)>,
 }
 
 /// The two ends of a classification as the address maps resolved them.
@@ -167,20 +173,19 @@ impl Snapshot {
 
     /// The name of rule `id` (CN2 scheme, given by the compiler); "" for an unknown id.
     pub fn rule_name(&self, id: RuleId) -> &str {
-        let i = id as usize;
-        if i + 1 >= self.name_bounds.len() {
-            return "";
+        match self.name_spans.get(id as usize) {
+            Some(&(start, end)) => std::str::from_utf8(&self.rule_names[start as usize..end as usize]).unwrap_or(""),
+            None => "",
         }
-        &self.rule_names[self.name_bounds[i] as usize..self.name_bounds[i + 1] as usize]
     }
 
     pub fn rule_count(&self) -> usize {
-        self.name_bounds.len().saturating_sub(1)
+        self.name_spans.len()
     }
 
     pub fn stats(&self) -> SnapshotStats {
-        fn vec_bytes<T>(v: &Vec<T>) -> usize {
-            v.capacity() * std::mem::size_of::<T>()
+        fn vec_bytes<T: Copy>(v: &CowVec<T>) -> usize {
+            v.heap_bytes()
         }
         fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
             // hashbrown: one control byte per bucket plus the (K, V) slot.
@@ -196,10 +201,9 @@ impl Snapshot {
             + vec_bytes(&self.seg_v4_list)
             + vec_bytes(&self.seg_v6_start)
             + vec_bytes(&self.seg_v6_list)
-            + vec_bytes(&self.list_bounds)
             + vec_bytes(&self.port_entries)
-            + self.rule_names.capacity()
-            + vec_bytes(&self.name_bounds);
+            + vec_bytes(&self.rule_names)
+            + vec_bytes(&self.name_spans);
         let endpoint_addresses =
             self.addr_v4.iter().map(|(_, v)| v).chain(self.addr_v6.values().copied()).filter(|v| *v & NODE_BIT == 0).count();
         SnapshotStats {
@@ -211,7 +215,7 @@ impl Snapshot {
             identity_entries: self.keyed.len(),
             segments_v4: self.seg_v4_start.len(),
             segments_v6: self.seg_v6_start.len(),
-            port_lists: self.list_bounds.len().saturating_sub(1),
+            port_lists: self.port_lists,
             port_entries: self.port_entries.len(),
             memory_bytes,
         }

@@ -69,6 +69,17 @@ pub enum FullReason {
 
 type OrderKey = (PathBuf, usize, String, String);
 
+/// One object change as [`Incremental::apply`] committed it: what a copy of the
+/// cluster in force needs to stay in step ([`apply_committed`]).
+#[derive(Clone, Debug)]
+pub struct Committed {
+    key: ObjectKey,
+    /// Where the object came from before the change (`None`: it did not exist).
+    old: Option<Source>,
+    /// The object after the change (`None`: deleted).
+    new: Option<(Object, Source)>,
+}
+
 struct Stored {
     object: Object,
     source: Source,
@@ -89,8 +100,11 @@ pub struct Incremental {
     /// Endpoint pods claiming each address.
     claims: HashMap<IpAddr, u32>,
     node_addrs: HashSet<IpAddr>,
-    /// Rule sets right after the last full compile (compaction threshold).
-    cold_sets: usize,
+    /// Changes committed since the last `take_committed`, when recording.
+    journal: Option<Vec<Committed>>,
+    /// Rule sets (the engine's, the builder's) right after the last full compile
+    /// (compaction threshold: changes leave replaced rule sets behind).
+    cold_sets: (usize, usize),
 }
 
 fn key_of(object: &Object) -> ObjectKey {
@@ -163,7 +177,8 @@ impl Incremental {
             policy_keys: Vec::new(),
             claims: HashMap::new(),
             node_addrs: model.nodes.iter().flat_map(|n| n.addrs.iter().copied()).collect(),
-            cold_sets: engine.sets.len(),
+            cold_sets: (engine.sets.len(), engine.b.rule_set_count()),
+            journal: None,
             model,
             engine,
         };
@@ -218,6 +233,20 @@ impl Incremental {
         Self::cluster_of(&self.objects, self.order)
     }
 
+    pub fn order(&self) -> Order {
+        self.order
+    }
+
+    /// Record (or stop recording) the changes `apply` commits, for [`take_committed`](Self::take_committed).
+    pub fn record_committed(&mut self, on: bool) {
+        self.journal = on.then(Vec::new);
+    }
+
+    /// The changes committed since the last call (in order), when recording.
+    pub fn take_committed(&mut self) -> Vec<Committed> {
+        self.journal.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// The snapshot of the cluster in force, stamped `generation`.
     pub fn snapshot(&self, generation: u64) -> Snapshot {
         self.engine.snapshot(generation)
@@ -239,9 +268,9 @@ impl Incremental {
             (Some((o, s)), Some(old)) => !(old.object == *o && self.order_key(k, s) == self.order_key(k, &old.source)),
             _ => true,
         });
-        let mut applied = Applied { changed: latest.len(), full: None };
+        let changed = latest.len();
         if latest.is_empty() {
-            return Ok(applied);
+            return Ok(Applied { changed, full: None });
         }
         // Validate what changed, on its own (uniqueness holds by key).
         let mut upserts = Cluster::default();
@@ -249,24 +278,43 @@ impl Incremental {
             o.push_into(&mut upserts, s.clone());
         }
         crate::validate::validate(&upserts).map_err(|e| e.to_string())?;
+        let committed: Option<Vec<Committed>> = self.journal.is_some().then(|| {
+            latest
+                .iter()
+                .map(|(k, v)| Committed { key: k.clone(), old: self.objects.get(k).map(|s| s.source.clone()), new: v.clone() })
+                .collect()
+        });
+        let result = self.apply_checked(latest, upserts);
+        if let (Ok(_), Some(committed)) = (&result, committed) {
+            self.journal.get_or_insert_with(Vec::new).extend(committed);
+        }
+        result.map(|full| Applied { changed, full })
+    }
+
+    /// `apply` after validation: which full compile it took, if any.
+    fn apply_checked(
+        &mut self,
+        latest: BTreeMap<ObjectKey, Option<(Object, Source)>>,
+        upserts: Cluster,
+    ) -> Result<Option<FullReason>, String> {
         match self.plan(&latest, &upserts)? {
             Ok(plan) => {
                 if !self.commit(latest, plan) {
-                    applied.full = Some(FullReason::PolicyOrder);
-                    return Ok(applied);
+                    return Ok(Some(FullReason::PolicyOrder));
                 }
             }
             Err(reason) => {
                 self.full(latest)?;
-                applied.full = Some(reason);
-                return Ok(applied);
+                return Ok(Some(reason));
             }
         }
-        if self.engine.sets.len() > 2 * self.cold_sets + 1024 {
-            self.full(BTreeMap::new())?;
-            applied.full = Some(FullReason::Compaction);
+        let grown = |now: usize, cold: usize| now > 2 * cold + 1024;
+        if grown(self.engine.sets.len(), self.cold_sets.0) || grown(self.engine.b.rule_set_count(), self.cold_sets.1) {
+            // Cannot fail: every object in force passed validation.
+            let _ = self.full(BTreeMap::new());
+            return Ok(Some(FullReason::Compaction));
         }
-        Ok(applied)
+        Ok(None)
     }
 
     /// Recompile everything with `changes` applied; on error nothing changes.
@@ -279,7 +327,8 @@ impl Incremental {
                 None => objects.remove(&k),
             };
         }
-        *self = Self::from_objects(objects, self.order)?;
+        let fresh = Self::from_objects(objects, self.order)?;
+        *self = Incremental { journal: self.journal.take(), ..fresh };
         Ok(())
     }
 
@@ -569,24 +618,24 @@ impl Engine {
         }
     }
 
-    /// A new identity `id`: add it to the selector peers that take it; the policy
-    /// directions whose rules change as a result go into `dirty`.
+    /// A new identity `id`: add it to the selector peers that take it. A peer matched
+    /// by identity has a private identity set in the builder, which gains `id` in place
+    /// (each rule set naming it gets one table entry); only the policy directions whose
+    /// rules themselves change (egress named ports towards the peer) go into `dirty`.
     fn identity_created(&mut self, model: &Model, id: u32, dirty: &mut HashSet<super::User>) {
+        let mut joined = Vec::new();
         for i in 0..self.peers.len() {
             if self.peers[i].identities.is_none() || !self.peer_takes(model, &self.peers[i].key, id) {
                 continue;
             }
             let state = &mut self.peers[i];
-            let ids = state.identities.as_mut().expect("selector peer");
-            ids.push(id);
-            let ids = ids.clone();
+            state.identities.as_mut().expect("selector peer").push(id);
             dirty.extend(state.named_users.iter().copied());
-            if let dataplane::snapshot::Remote::Identities(_) = state.remote {
-                let users: Vec<_> = state.users.iter().copied().collect();
-                dirty.extend(users);
-                self.peers[i].remote = dataplane::snapshot::Remote::Identities(self.b.add_identity_set(ids));
+            if let dataplane::snapshot::Remote::Identities(set) = state.remote {
+                joined.push(set);
             }
         }
+        self.b.identity_joined(id, &joined);
         let ident = &self.identities[id as usize];
         for cp in &ident.named_ports {
             if let Some(users) = self.named_any_users.get(&(cp.name.clone(), cp.protocol)) {
@@ -705,5 +754,138 @@ impl Engine {
         }
         self.refresh(model, affected);
         true
+    }
+}
+
+/// Bring `cluster`, which held the objects in force (in `order`) before `changes`,
+/// to what [`Incremental::cluster`] gives after them, touching only the changed
+/// objects: a modified object is replaced in place, an added or deleted one moves
+/// the objects after it.
+pub fn apply_committed(cluster: &mut Cluster, order: Order, changes: &[Committed]) {
+    for c in changes {
+        match c.key.0 {
+            Kind::Namespace => patch(&mut cluster.namespaces, order, c, |o| match o {
+                Object::Namespace(x) => x.clone(),
+                _ => unreachable!("a namespace key holds a namespace"),
+            }),
+            Kind::Node => patch(&mut cluster.nodes, order, c, |o| match o {
+                Object::Node(x) => x.clone(),
+                _ => unreachable!("a node key holds a node"),
+            }),
+            Kind::Pod => patch(&mut cluster.pods, order, c, |o| match o {
+                Object::Pod(x) => x.clone(),
+                _ => unreachable!("a pod key holds a pod"),
+            }),
+            Kind::NetworkPolicy => patch(&mut cluster.policies, order, c, |o| match o {
+                Object::NetworkPolicy(x) => x.clone(),
+                _ => unreachable!("a policy key holds a policy"),
+            }),
+        }
+    }
+}
+
+/// Where an object sorts among its kind in `order` (see `Incremental::cluster_of`).
+fn sort_key<'a>(order: Order, source: &'a Source, ns: &'a str, name: &'a str) -> (&'a std::path::Path, usize, &'a str, &'a str) {
+    match order {
+        Order::ByKey => (std::path::Path::new(""), 0, ns, name),
+        Order::BySource => (&source.file, source.doc, ns, name),
+    }
+}
+
+fn patch<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
+    list: &mut Vec<Sourced<T>>,
+    order: Order,
+    change: &Committed,
+    object: impl Fn(&Object) -> T,
+) {
+    let (ns, name) = (change.key.1.as_str(), change.key.2.as_str());
+    let position = |list: &[Sourced<T>], source: &Source| {
+        list.binary_search_by(|s| {
+            let meta = s.object.metadata();
+            let (sns, sname) = (meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""));
+            sort_key(order, &s.source, sns, sname).cmp(&sort_key(order, source, ns, name))
+        })
+    };
+    let old = change.old.as_ref().map(|src| position(list, src).expect("the committed object is in the cluster"));
+    match (&change.new, old) {
+        (Some((o, src)), Some(at)) if position(list, src) == Ok(at) => {
+            list[at] = Sourced { object: object(o), source: src.clone() };
+        }
+        (new, old) => {
+            if let Some(at) = old {
+                list.remove(at);
+            }
+            if let Some((o, src)) = new {
+                let at = position(list, src).expect_err("a new object's key is free");
+                list.insert(at, Sourced { object: object(o), source: src.clone() });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::synthetic::{self, Rng};
+
+    /// A random change to a small synthetic cluster: pods relabelled, added and
+    /// deleted, policies deleted, re-added and moved to another document (which
+    /// reorders them under `Order::BySource`).
+    fn random_change(rng: &mut Rng, base: &Cluster, round: usize) -> ObjectChange {
+        match rng.below(5) {
+            0 | 1 => {
+                let p = rng.pick(&base.pods);
+                let mut pod = p.object.clone();
+                pod.metadata.labels.get_or_insert_with(Default::default).insert("app".into(), format!("r{}", rng.below(4)));
+                ObjectChange::Upsert(Object::Pod(pod), p.source.clone())
+            }
+            2 => {
+                let p = rng.pick(&base.pods);
+                let mut pod = p.object.clone();
+                pod.metadata.name = Some(format!("extra{}", rng.below(6)));
+                pod.status = None;
+                ObjectChange::Upsert(Object::Pod(pod), Source { file: "extra.yaml".into(), doc: rng.below(6) })
+            }
+            3 => {
+                let p = rng.pick(&base.pods);
+                let meta = &p.object.metadata;
+                let name = if rng.chance(50) { meta.name.clone().unwrap() } else { format!("extra{}", rng.below(6)) };
+                ObjectChange::Delete((Kind::Pod, meta.namespace.clone().unwrap(), name))
+            }
+            _ => {
+                let p = rng.pick(&base.policies);
+                if rng.chance(30) {
+                    let meta = &p.object.metadata;
+                    return ObjectChange::Delete((Kind::NetworkPolicy, meta.namespace.clone().unwrap(), meta.name.clone().unwrap()));
+                }
+                let source = Source { file: p.source.file.clone(), doc: p.source.doc + round % 3 * 100 };
+                ObjectChange::Upsert(Object::NetworkPolicy(p.object.clone()), source)
+            }
+        }
+    }
+
+    /// A copy of the cluster patched with the committed changes equals the cluster
+    /// in force after every batch, in both orders.
+    #[test]
+    fn committed_changes_patch_a_copy_into_the_cluster_in_force() {
+        for order in [Order::ByKey, Order::BySource] {
+            for seed in 1..6u64 {
+                let base = synthetic::cluster(60, 18, seed);
+                let mut inc = Incremental::new(base.clone(), order).unwrap();
+                inc.record_committed(true);
+                let mut copy = inc.cluster();
+                let mut rng = Rng::new(seed);
+                for round in 0..40 {
+                    let batch: Vec<ObjectChange> = (0..1 + rng.below(3)).map(|_| random_change(&mut rng, &base, round)).collect();
+                    let result = inc.apply(batch);
+                    let committed = inc.take_committed();
+                    if result.is_err() {
+                        assert!(committed.is_empty());
+                    }
+                    apply_committed(&mut copy, order, &committed);
+                    assert_eq!(format!("{copy:?}"), format!("{:?}", inc.cluster()), "{order:?} seed {seed} round {round}");
+                }
+            }
+        }
     }
 }

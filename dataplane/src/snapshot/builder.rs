@@ -7,13 +7,21 @@
 //! and address segments (ipBlock peers) built by a sweep over the address space: every
 //! entry's intervals become start/end events, and at each boundary the active entries
 //! are reduced to a port list. Identical rule sets and identical port lists are shared.
+//!
+//! The builder stays open after [`SnapshotBuilder::snapshot`], and a few calls patch
+//! what is already registered (endpoints, rule names, and identities joining the
+//! private identity sets of selector peers), so the incremental compiler changes only
+//! what a change touches. The snapshot's arrays share their unchanged chunks with the
+//! builder's (`cow`), so taking a snapshot costs O(what changed since the last one).
 
+use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
 use super::{table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub type NodeId = u32;
 pub type AddrSetId = u32;
@@ -21,6 +29,9 @@ pub type RuleSetId = u32;
 /// A class of endpoints that every selector treats alike (chosen by the compiler).
 pub type IdentityId = u32;
 pub type IdentitySetId = u32;
+
+/// No port list: nothing allowed.
+const NO_LIST: ListRef = (0, 0);
 
 /// Which remotes a rule-set entry allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,11 +81,20 @@ pub struct SnapshotBuilder {
     addr_sets: Vec<AddressSet>,
     addr_set_ids: HashMap<AddressSet, AddrSetId>,
     identity_sets: Vec<Vec<IdentityId>>,
+    /// Whether each identity set is private (`add_private_identity_set`): not shared
+    /// by content, so it may grow (`identity_joined`).
+    private_sets: Vec<bool>,
+    /// Rule sets with an entry naming each private identity set.
+    private_set_users: HashMap<IdentitySetId, Vec<RuleSetId>>,
     /// Namespace of each identity (`add_identity`).
     identity_namespace: Vec<u32>,
     identity_set_ids: HashMap<Vec<IdentityId>, IdentitySetId>,
-    rule_set_ids: HashMap<Vec<RuleSetEntry>, RuleSetId>,
+    rule_set_ids: HashMap<Arc<[RuleSetEntry]>, RuleSetId>,
+    /// Entries of each rule set (normalised as in `rule_set_ids`).
+    rule_set_entries: Vec<Arc<[RuleSetEntry]>>,
     list_ids: HashMap<Vec<PortEntry>, u32>,
+    /// Where each interned port list lives in `port_entries`.
+    list_refs: Vec<ListRef>,
     /// Addresses claimed by a later endpoint after an earlier one (first one wins).
     shadowed: Vec<IpAddr>,
     // Scratch buffers of the sweep, reused between rule sets.
@@ -89,26 +109,30 @@ impl SnapshotBuilder {
                 generation,
                 addr_v4: FlatMap::new(0),
                 addr_v6: HashMap::new(),
-                endpoints: Vec::new(),
+                endpoints: CowVec::new(Endpoint { node: NONE, namespace: NONE, identity: NONE, ingress: NONE, egress: NONE, ingress_default: NONE, egress_default: NONE }),
                 nodes: 0,
-                rule_sets: Vec::new(),
+                rule_sets: CowVec::new(RuleSetLayout::default()),
                 keyed: FlatMap::new((0, 0)),
-                seg_v4_start: Vec::new(),
-                seg_v4_list: Vec::new(),
-                seg_v6_start: Vec::new(),
-                seg_v6_list: Vec::new(),
-                list_bounds: vec![0],
-                port_entries: Vec::new(),
-                rule_names: String::new(),
-                name_bounds: vec![0],
+                seg_v4_start: CowVec::new(0),
+                seg_v4_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u32>()),
+                seg_v6_start: CowVec::new(0),
+                seg_v6_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u128>()),
+                port_entries: CowVec::new(PortEntry { proto: 0, lo: 1, hi: 0, rule: NONE }),
+                port_lists: 0,
+                rule_names: CowVec::new(0),
+                name_spans: CowVec::new((0, 0)),
             },
             addr_sets: Vec::new(),
             addr_set_ids: HashMap::new(),
             identity_sets: Vec::new(),
+            private_sets: Vec::new(),
+            private_set_users: HashMap::new(),
             identity_namespace: Vec::new(),
             identity_set_ids: HashMap::new(),
             rule_set_ids: HashMap::new(),
+            rule_set_entries: Vec::new(),
             list_ids: HashMap::new(),
+            list_refs: Vec::new(),
             shadowed: Vec::new(),
             events: Vec::new(),
             scratch: Vec::new(),
@@ -117,10 +141,14 @@ impl SnapshotBuilder {
 
     /// Register a rule by name; ids are dense and in call order.
     pub fn add_rule(&mut self, name: &str) -> RuleId {
-        let id = self.snap.name_bounds.len() as u32 - 1;
-        self.snap.rule_names.push_str(name);
-        self.snap.name_bounds.push(self.snap.rule_names.len() as u32);
-        id
+        let span = self.name_span(name);
+        self.snap.name_spans.push(span) as RuleId
+    }
+
+    /// Store `name`'s bytes as one run; its `(start, end)`.
+    fn name_span(&mut self, name: &str) -> (u32, u32) {
+        let start = self.snap.rule_names.push_run(name.as_bytes());
+        (start as u32, (start + name.len()) as u32)
     }
 
     /// Register a node with its addresses. Traffic between a pod on this node and
@@ -168,8 +196,86 @@ impl SnapshotBuilder {
         }
         let id = self.identity_sets.len() as IdentitySetId;
         self.identity_sets.push(ids.clone());
+        self.private_sets.push(false);
         self.identity_set_ids.insert(ids, id);
         id
+    }
+
+    /// Register a set of identities that is never shared with another registration
+    /// of the same content, so that it can grow later ([`identity_joined`](Self::identity_joined)):
+    /// what the compiler gives each selector peer.
+    pub fn add_private_identity_set(&mut self, mut ids: Vec<IdentityId>) -> IdentitySetId {
+        ids.sort_unstable();
+        ids.dedup();
+        let id = self.identity_sets.len() as IdentitySetId;
+        self.identity_sets.push(ids);
+        self.private_sets.push(true);
+        id
+    }
+
+    /// Identity `id` (new, from [`add_identity`](Self::add_identity)) joins the private
+    /// identity sets `sets`: every rule set naming one of them gets its identity-table
+    /// entry for `id`, exactly what registering the rule set now would give it. Costs
+    /// O(rule sets naming `sets` × their entries); nothing else is touched.
+    pub fn identity_joined(&mut self, id: IdentityId, sets: &[IdentitySetId]) {
+        let mut affected: Vec<RuleSetId> = Vec::new();
+        for &s in sets {
+            assert!(self.private_sets[s as usize], "identity_joined on a shared identity set");
+            let members = &mut self.identity_sets[s as usize];
+            if let Err(at) = members.binary_search(&id) {
+                members.insert(at, id);
+            }
+            affected.extend(self.private_set_users.get(&s).map(|v| v.as_slice()).unwrap_or(&[]));
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        for set in affected {
+            self.patch_identity_entry(set, id);
+        }
+    }
+
+    /// (Re)compute the identity-table entry of rule set `set` for identity `id`: the
+    /// entries allowing any remote, `id`'s namespace, or `id` (as in `add_rule_set`).
+    fn patch_identity_entry(&mut self, set: RuleSetId, id: IdentityId) {
+        let entries = self.rule_set_entries[set as usize].clone();
+        let ns = *self.identity_namespace.get(id as usize).expect("identity registered with add_identity");
+        let mut pairs: Vec<(RuleId, u32)> = Vec::new();
+        let mut named = false;
+        for (i, e) in entries.iter().enumerate() {
+            let take = match e.remote {
+                Remote::Any => true,
+                Remote::Namespaces(s) => self.identity_sets[s as usize].binary_search(&ns).is_ok(),
+                Remote::Identities(s) => {
+                    let hit = self.identity_sets[s as usize].binary_search(&id).is_ok();
+                    named |= hit;
+                    hit
+                }
+                Remote::Addresses(_) => false,
+            };
+            if take {
+                pairs.push((e.rule, i as u32));
+            }
+        }
+        if !named {
+            // The lookup falls back to the namespace table, which gives the same list.
+            return;
+        }
+        pairs.sort_unstable();
+        let list = self.port_list(&entries, pairs.into_iter());
+        let list = self.list_ref(list);
+        let key = table_key(set, TableKind::Identity, id);
+        if self.snap.keyed.get(key).is_none() {
+            let mut layout = self.snap.rule_sets[set as usize];
+            layout.id_len += 1;
+            self.snap.rule_sets.set(set as usize, layout);
+        }
+        self.snap.keyed.insert(key, list);
+    }
+
+    /// Rule sets registered so far (shared ones once), for the incremental compiler's
+    /// compaction threshold.
+    pub fn rule_set_count(&self) -> usize {
+        self.snap.rule_sets.len()
     }
 
     /// Register a rule set: the union of its entries. Identical sets (same entries in
@@ -180,7 +286,7 @@ impl SnapshotBuilder {
         key.sort_unstable_by_key(|e| (e.remote, e.ports, e.rule));
         key.dedup_by_key(|e| (e.remote, e.ports));
         key.sort_unstable();
-        if let Some(&id) = self.rule_set_ids.get(&key) {
+        if let Some(&id) = self.rule_set_ids.get(key.as_slice()) {
             return id;
         }
         // Base list: entries allowing any remote.
@@ -216,20 +322,25 @@ impl SnapshotBuilder {
         });
         self.identity_namespace = identity_namespace;
         // Address segments (only when some entry names addresses).
+        // Each family's segments are one run in both arrays (same start index: the
+        // two arrays are pushed in step, so they pad alike).
         let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
-        let v4_start = self.snap.seg_v4_start.len() as u32;
-        let v6_start = self.snap.seg_v6_start.len() as u32;
+        let (mut v4_start, mut v4_len, mut v6_start, mut v6_len) = (self.snap.seg_v4_start.len() as u32, 0, self.snap.seg_v6_start.len() as u32, 0);
         if has_addresses {
-            for (pos, list) in self.sweep(&key, false) {
-                self.snap.seg_v4_start.push(pos as u32);
-                let list = self.list_ref(list);
-                self.snap.seg_v4_list.push(list);
-            }
-            for (pos, list) in self.sweep(&key, true) {
-                self.snap.seg_v6_start.push(pos);
-                let list = self.list_ref(list);
-                self.snap.seg_v6_list.push(list);
-            }
+            let v4 = self.sweep(&key, false);
+            let starts: Vec<u32> = v4.iter().map(|&(pos, _)| pos as u32).collect();
+            let lists: Vec<ListRef> = v4.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            v4_start = self.snap.seg_v4_start.push_run(&starts) as u32;
+            let at = self.snap.seg_v4_list.push_run(&lists);
+            debug_assert_eq!(at, v4_start as usize);
+            v4_len = v4.len() as u32;
+            let v6 = self.sweep(&key, true);
+            let starts: Vec<u128> = v6.iter().map(|&(pos, _)| pos).collect();
+            let lists: Vec<ListRef> = v6.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            v6_start = self.snap.seg_v6_start.push_run(&starts) as u32;
+            let at = self.snap.seg_v6_list.push_run(&lists);
+            debug_assert_eq!(at, v6_start as usize);
+            v6_len = v6.len() as u32;
         }
         let id = set_id;
         let addr_min_rule =
@@ -240,10 +351,22 @@ impl SnapshotBuilder {
             id_len: id_len as u32,
             addr_min_rule,
             v4_start,
-            v4_len: self.snap.seg_v4_start.len() as u32 - v4_start,
+            v4_len,
             v6_start,
-            v6_len: self.snap.seg_v6_start.len() as u32 - v6_start,
+            v6_len,
         });
+        for e in &key {
+            if let Remote::Identities(s) = e.remote {
+                if self.private_sets[s as usize] {
+                    let users = self.private_set_users.entry(s).or_default();
+                    if users.last() != Some(&id) {
+                        users.push(id);
+                    }
+                }
+            }
+        }
+        let key: Arc<[RuleSetEntry]> = key.into();
+        self.rule_set_entries.push(key.clone());
         self.rule_set_ids.insert(key, id);
         id
     }
@@ -284,7 +407,8 @@ impl SnapshotBuilder {
         egress: Isolation,
     ) {
         assert!((id as usize) < self.snap.endpoints.len(), "unknown endpoint id");
-        self.snap.endpoints[id as usize] = self.endpoint_record(identity, node, ingress, egress);
+        let record = self.endpoint_record(identity, node, ingress, egress);
+        self.snap.endpoints.set(id as usize, record);
         for a in old_addrs {
             match *a {
                 IpAddr::V4(v) if self.snap.addr_v4.get(u32::from(v)) == Some(id) => {
@@ -330,30 +454,24 @@ impl SnapshotBuilder {
     /// Rename rules, `(id, new name)`; ids keep their place in the rule order. The
     /// incremental compiler reserves ids with placeholder names and renames them when
     /// a policy changes, so a policy's rules keep their priority among its neighbours'.
+    /// The new names are appended; the old bytes stay until the next full compile.
     pub fn rename_rules(&mut self, names: &[(RuleId, &str)]) {
-        let Some(first) = names.iter().map(|(id, _)| *id as usize).min() else { return };
-        let count = self.snap.name_bounds.len() - 1;
+        let count = self.snap.name_spans.len();
         assert!(names.iter().all(|(id, _)| (*id as usize) < count), "unknown rule id");
-        let mut renamed: Vec<Option<&str>> = vec![None; count - first];
-        for (id, name) in names {
-            renamed[*id as usize - first] = Some(name);
-        }
-        let base = self.snap.name_bounds[first] as usize;
-        let old_names = self.snap.rule_names.split_off(base);
-        let old_bounds = self.snap.name_bounds.split_off(first + 1);
-        let mut start = 0;
-        for (i, end) in old_bounds.iter().enumerate() {
-            let end = *end as usize - base;
-            let name = renamed[i].unwrap_or(&old_names[start..end]);
-            start = end;
-            self.snap.rule_names.push_str(name);
-            self.snap.name_bounds.push(self.snap.rule_names.len() as u32);
+        for &(id, name) in names {
+            let old = self.snap.name_spans[id as usize];
+            let unchanged = &self.snap.rule_names[old.0 as usize..old.1 as usize] == name.as_bytes();
+            if !unchanged {
+                let span = self.name_span(name);
+                self.snap.name_spans.set(id as usize, span);
+            }
         }
     }
 
     /// A snapshot of everything registered so far, stamped `generation`, leaving the
     /// builder open for more calls (the control plane's incremental compiler keeps one
     /// builder and patches it between snapshots).
+    /// Cheap: the arrays and maps share their chunks with the builder's.
     pub fn snapshot(&self, generation: u64) -> Snapshot {
         let mut s = self.snap.clone();
         s.generation = generation;
@@ -369,17 +487,7 @@ impl SnapshotBuilder {
         let s = &mut self.snap;
         s.addr_v4.shrink_to_fit();
         s.addr_v6.shrink_to_fit();
-        s.endpoints.shrink_to_fit();
-        s.rule_sets.shrink_to_fit();
         s.keyed.shrink_to_fit();
-        s.seg_v4_start.shrink_to_fit();
-        s.seg_v4_list.shrink_to_fit();
-        s.seg_v6_start.shrink_to_fit();
-        s.seg_v6_list.shrink_to_fit();
-        s.list_bounds.shrink_to_fit();
-        s.port_entries.shrink_to_fit();
-        s.rule_names.shrink_to_fit();
-        s.name_bounds.shrink_to_fit();
         self.snap
     }
 
@@ -496,8 +604,8 @@ impl SnapshotBuilder {
     /// Where port list `list` (or `NONE`) lives in the entry array.
     fn list_ref(&self, list: u32) -> ListRef {
         match list {
-            NONE => (0, 0),
-            l => (self.snap.list_bounds[l as usize], self.snap.list_bounds[l as usize + 1]),
+            NONE => NO_LIST,
+            l => self.list_refs[l as usize],
         }
     }
 
@@ -542,9 +650,10 @@ impl SnapshotBuilder {
         let id = match self.list_ids.get(painted.as_slice()) {
             Some(&id) => id,
             None => {
-                let id = self.snap.list_bounds.len() as u32 - 1;
-                self.snap.port_entries.extend_from_slice(&painted);
-                self.snap.list_bounds.push(self.snap.port_entries.len() as u32);
+                let id = self.list_refs.len() as u32;
+                let start = self.snap.port_entries.push_run(&painted) as u32;
+                self.list_refs.push((start, start + painted.len() as u32));
+                self.snap.port_lists += 1;
                 self.list_ids.insert(painted.clone(), id);
                 id
             }

@@ -1,11 +1,22 @@
 //! `FlatMap`: the snapshot's own open-addressing hash map from an integer key to a small
-//! `Copy` value, laid out as one array of `(key, value)` slots so that a lookup touches
-//! a single cache line in the common case (hashbrown reads a control group and then the
-//! slot: two lines). Fibonacci hashing of the integer key, linear probing, load ≤ 1/2,
-//! backward-shift deletion (no tombstones), so the builder can keep patching it and a
-//! clone is one memcpy.
+//! `Copy` value, laid out as arrays of `(key, value)` slots so that a lookup touches
+//! a single slot cache line in the common case (hashbrown reads a control group and
+//! then the slot: two lines). Fibonacci hashing of the integer key, linear probing,
+//! load ≤ 1/2, backward-shift deletion (no tombstones), so the builder can keep
+//! patching it.
+//!
+//! The slots live in fixed chunks of `CHUNK_SLOTS` behind `Arc`s: a clone shares every
+//! chunk, and a patch copies only the chunks it writes that an older snapshot still
+//! holds, so the incremental compiler's per-change snapshot costs O(change), not
+//! O(map). Chunks are small (4 KiB of 16-byte slots) because one change may write
+//! thousands of scattered keys (a new identity's entry in every rule set naming it),
+//! and the chunk table stays small enough for L2 (8 bytes per chunk: 128 KiB for the
+//! 64 MiB table of 50k pods × 10k policies). A lookup reads the table entry, then
+//! the slot.
 //!
 //! The key `K::EMPTY` marks a free slot; a real entry with that key lives in a side field.
+
+use std::sync::Arc;
 
 /// Integer keys `FlatMap` can hash.
 pub(crate) trait FlatKey: Copy + Eq + std::fmt::Debug {
@@ -31,10 +42,20 @@ impl FlatKey for u64 {
     }
 }
 
+/// Slots per chunk (a power of two).
+const CHUNK_SLOTS: usize = 256;
+const CHUNK_SHIFT: u32 = CHUNK_SLOTS.trailing_zeros();
+
+type Chunk<K, V> = [(K, V); CHUNK_SLOTS];
+
 #[derive(Clone, Debug)]
 pub(crate) struct FlatMap<K: FlatKey, V: Copy> {
-    slots: Vec<(K, V)>,
-    /// 64 - log2(slots.len()): the home slot is the top bits of `mix`.
+    /// Slot `i` is `chunks[i / CHUNK_SLOTS][i % CHUNK_SLOTS]`; a map smaller than a
+    /// chunk uses the first `size` slots of its one chunk.
+    chunks: Vec<Arc<Chunk<K, V>>>,
+    /// Slots in use (a power of two).
+    size: usize,
+    /// 64 - log2(size): the home slot is the top bits of `mix`.
     shift: u32,
     len: usize,
     /// The entry whose key is `K::EMPTY`, if any.
@@ -47,16 +68,20 @@ const MIN_SLOTS: usize = 8;
 impl<K: FlatKey, V: Copy> FlatMap<K, V> {
     /// An empty map; `filler` is the value stored in free slots (never returned).
     pub(crate) fn new(filler: V) -> Self {
-        FlatMap { slots: vec![(K::EMPTY, filler); MIN_SLOTS], shift: 64 - MIN_SLOTS.trailing_zeros(), len: 0, empty_key: None, filler }
+        FlatMap { chunks: Self::free_chunks(MIN_SLOTS, filler), size: MIN_SLOTS, shift: 64 - MIN_SLOTS.trailing_zeros(), len: 0, empty_key: None, filler }
+    }
+
+    fn free_chunks(size: usize, filler: V) -> Vec<Arc<Chunk<K, V>>> {
+        (0..size.div_ceil(CHUNK_SLOTS)).map(|_| Arc::new([(K::EMPTY, filler); CHUNK_SLOTS])).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Bytes held by the slot array.
+    /// Bytes held by the slot chunks and their table.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<(K, V)>()
+        self.chunks.len() * std::mem::size_of::<Chunk<K, V>>() + self.chunks.capacity() * std::mem::size_of::<usize>()
     }
 
     #[inline(always)]
@@ -64,15 +89,25 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         (key.mix() >> self.shift) as usize
     }
 
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &(K, V) {
+        &self.chunks[pos >> CHUNK_SHIFT][pos & (CHUNK_SLOTS - 1)]
+    }
+
+    /// Slot `pos`, writable: its chunk is copied first if an older snapshot shares it.
+    fn slot_mut(&mut self, pos: usize) -> &mut (K, V) {
+        &mut Arc::make_mut(&mut self.chunks[pos >> CHUNK_SHIFT])[pos & (CHUNK_SLOTS - 1)]
+    }
+
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<V> {
         if key == K::EMPTY {
             return self.empty_key;
         }
-        let mask = self.slots.len() - 1;
+        let mask = self.size - 1;
         let mut pos = self.home(key);
         loop {
-            let (k, v) = self.slots[pos];
+            let (k, v) = *self.slot(pos);
             if k == key {
                 return Some(v);
             }
@@ -86,7 +121,7 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
     /// Hint the CPU to fetch the slot where a lookup of `key` starts.
     #[inline(always)]
     pub(crate) fn prefetch(&self, key: K) {
-        crate::dpdk::prefetch::prefetch_read(&self.slots[self.home(key)]);
+        crate::dpdk::prefetch::prefetch_read(self.slot(self.home(key)));
     }
 
     /// The value of `key`, inserting `value` first if absent.
@@ -97,24 +132,24 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
             }
             return self.empty_key.get_or_insert(value);
         }
-        if (self.len + 1) * 2 > self.slots.len() {
+        if (self.len + 1) * 2 > self.size {
             self.grow();
         }
-        let mask = self.slots.len() - 1;
+        let mask = self.size - 1;
         let mut pos = self.home(key);
         loop {
-            let k = self.slots[pos].0;
+            let k = self.slot(pos).0;
             if k == key {
                 break;
             }
             if k == K::EMPTY {
-                self.slots[pos] = (key, value);
+                *self.slot_mut(pos) = (key, value);
                 self.len += 1;
                 break;
             }
             pos = (pos + 1) & mask;
         }
-        &mut self.slots[pos].1
+        &mut self.slot_mut(pos).1
     }
 
     pub(crate) fn insert(&mut self, key: K, value: V) {
@@ -127,10 +162,10 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
             self.len -= usize::from(v.is_some());
             return v;
         }
-        let mask = self.slots.len() - 1;
+        let mask = self.size - 1;
         let mut hole = self.home(key);
         loop {
-            let k = self.slots[hole].0;
+            let k = self.slot(hole).0;
             if k == key {
                 break;
             }
@@ -139,56 +174,60 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
             }
             hole = (hole + 1) & mask;
         }
-        let removed = self.slots[hole].1;
+        let removed = self.slot(hole).1;
         // Backward shift: move later chain members whose home is not in (hole, pos].
         let mut pos = hole;
         loop {
             pos = (pos + 1) & mask;
-            let (k, v) = self.slots[pos];
+            let (k, v) = *self.slot(pos);
             if k == K::EMPTY {
                 break;
             }
             let home = self.home(k);
             if (pos.wrapping_sub(home) & mask) >= (pos.wrapping_sub(hole) & mask) {
-                self.slots[hole] = (k, v);
+                *self.slot_mut(hole) = (k, v);
                 hole = pos;
             }
         }
-        self.slots[hole] = (K::EMPTY, self.filler);
+        let filler = self.filler;
+        *self.slot_mut(hole) = (K::EMPTY, filler);
         self.len -= 1;
         Some(removed)
     }
 
     /// Every `(key, value)`, in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.slots.iter().copied().filter(|(k, _)| *k != K::EMPTY).chain(self.empty_key.map(|v| (K::EMPTY, v)))
+        (0..self.size).map(|i| *self.slot(i)).filter(|(k, _)| *k != K::EMPTY).chain(self.empty_key.map(|v| (K::EMPTY, v)))
     }
 
     /// Shrink the slot array to the smallest power of two keeping load ≤ 1/2.
     pub(crate) fn shrink_to_fit(&mut self) {
         let want = (self.len * 2).next_power_of_two().max(MIN_SLOTS);
-        if want < self.slots.len() {
+        if want < self.size {
             self.rehash(want);
         }
     }
 
     fn grow(&mut self) {
-        self.rehash(self.slots.len() * 2);
+        self.rehash(self.size * 2);
     }
 
     fn rehash(&mut self, size: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![(K::EMPTY, self.filler); size]);
+        let old = std::mem::replace(&mut self.chunks, Self::free_chunks(size, self.filler));
+        let old_size = std::mem::replace(&mut self.size, size);
         self.shift = 64 - size.trailing_zeros();
         let mask = size - 1;
-        for (k, v) in old {
+        for i in 0..old_size {
+            let (k, v) = old[i >> CHUNK_SHIFT][i & (CHUNK_SLOTS - 1)];
             if k == K::EMPTY {
                 continue;
             }
             let mut pos = self.home(k);
-            while self.slots[pos].0 != K::EMPTY {
+            while self.slot(pos).0 != K::EMPTY {
                 pos = (pos + 1) & mask;
             }
-            self.slots[pos] = (k, v);
+            // Fresh chunks: not shared, so no copy.
+            *self.slot_mut(pos) = (k, v);
         }
     }
 }
