@@ -517,7 +517,7 @@ impl SnapshotBuilder {
         // large set do): merged and painted once.
         let mut lists: HashMap<(u32, Vec<(RuleId, u32)>), ListRef> = HashMap::new();
         let mut group: Vec<(RuleId, u32)> = Vec::new();
-        let mut keys = 0;
+        let mut batch: Vec<(u64, ListRef)> = Vec::new();
         let mut k = 0;
         while k < pairs.len() {
             let key = pairs[k].0;
@@ -539,13 +539,19 @@ impl SnapshotBuilder {
                     list
                 }
             };
-            self.snap.keyed.insert(table_key(set, kind, key), list);
+            batch.push((table_key(set, kind, key), list));
             if kind == TableKind::Namespace {
                 own.insert(key, group.clone());
             }
-            keys += 1;
         }
-        (own, keys)
+        // The table is large and its slots scattered: fetch a few inserts ahead.
+        for (i, &(key, list)) in batch.iter().enumerate() {
+            if let Some(&(ahead, _)) = batch.get(i + INSERT_AHEAD) {
+                self.snap.keyed.prefetch(ahead);
+            }
+            self.snap.keyed.insert(key, list);
+        }
+        (own, batch.len())
     }
 
     /// Disjoint segments `(start, port list or NONE)` covering one family's whole
@@ -662,6 +668,9 @@ impl SnapshotBuilder {
         id
     }
 }
+
+/// How many inserts ahead `key_table` prefetches the shared table's slots.
+const INSERT_AHEAD: usize = 8;
 
 /// A borrowed `(class, group)` key of `key_table`'s list cache (hashes as the owned one).
 #[derive(Hash)]
