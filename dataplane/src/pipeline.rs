@@ -52,7 +52,7 @@ use crate::filter::PacketFilter;
 use crate::flow::entry::{ORIG, REPLY};
 use crate::flow::key::Side;
 use crate::flow::{FlowEntry, FlowKey, FlowTable, FlowTimeouts, TcpState};
-use crate::verdict::{Action, Classifier, Reason, RuleId, Verdict, NO_RULE};
+use crate::verdict::{Action, Classifier, Probe, Reason, RuleId, Verdict, NO_RULE};
 use crate::wire::ip_proto;
 use crate::wire::tcp::flags::{ACK, SYN};
 use fragments::{FragmentKey, FragmentTable};
@@ -198,6 +198,10 @@ pub struct Pipeline<S: Classifier> {
     /// Drop counts of replaced snapshots not yet handed to the control side.
     retired_rule_drops: Vec<RuleDrops<S>>,
     link: Option<ControlLink<S>>,
+    /// The verdict of the packet being decided as a connection of its own (source to
+    /// destination, its protocol and destination port) when `admit_burst` classified it
+    /// ahead with the rest of its burst; taken by `own_verdict`, cleared after the packet.
+    preclassified: Option<Verdict>,
 }
 
 /// Rule ids above this share the `NO_RULE` drop counter (bounds `rule_drops`).
@@ -279,6 +283,7 @@ impl<S: Classifier> Pipeline<S> {
             rule_drops: Vec::new(),
             retired_rule_drops: Vec::new(),
             link: None,
+            preclassified: None,
         }
     }
 
@@ -336,7 +341,7 @@ impl<S: Classifier> Pipeline<S> {
     /// Decide one parsed frame of `len` bytes; counts it. `lookup` is `lookup_of(parsed)`.
     #[inline]
     fn decide(&mut self, parsed: &Parsed, lookup: Option<Lookup>, len: usize) -> bool {
-        match *parsed {
+        match parsed {
             Parsed::Passthrough => {
                 self.counters.passthrough += 1;
                 true
@@ -351,12 +356,12 @@ impl<S: Classifier> Pipeline<S> {
             }
             // `lookup_of` gives every IP packet a lookup except non-first fragments.
             Parsed::Ip(meta) => match lookup {
-                None => self.follow_fragment(&meta),
+                None => self.follow_fragment(meta),
                 Some(lookup) if matches!(meta.kind, Kind::IcmpError(_)) => self.follow_quoted(lookup),
                 Some(lookup) => {
-                    let allow = self.track(&meta, lookup, len);
+                    let allow = self.track(meta, lookup, len);
                     if let Some(ident) = meta.fragment {
-                        self.fragments.record(fragment_key(&meta, ident), allow, self.now);
+                        self.fragments.record(fragment_key(meta, ident), allow, self.now);
                     }
                     allow
                 }
@@ -399,6 +404,16 @@ impl<S: Classifier> Pipeline<S> {
     #[inline]
     fn classify_packet(&self, meta: &Meta) -> Verdict {
         self.snapshot.classify(meta.src_ip(), meta.dst_ip(), meta.protocol, meta.dst_port)
+    }
+
+    /// `classify_packet`, answered from the burst's classification when there is one
+    /// (the same snapshot and the same inputs, so the same verdict).
+    #[inline]
+    fn own_verdict(&mut self, meta: &Meta) -> Verdict {
+        match self.preclassified.take() {
+            Some(verdict) => verdict,
+            None => self.classify_packet(meta),
+        }
     }
 
     /// Counts a verdict's packet: a denial is a policy drop charged to its deciding rule.
@@ -473,7 +488,8 @@ impl<S: Classifier> Pipeline<S> {
                 return false;
             }
         };
-        let verdict = self.classify_key(&key, initiator);
+        // Opened by its own source, the connection is the packet's own.
+        let verdict = if initiator == side { self.own_verdict(meta) } else { self.classify_key(&key, initiator) };
         let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
         entry.count(entry.direction(side), len, self.now);
         if !verdict.is_allow() && self.link.as_ref().is_some_and(|l| l.log_denied) {
@@ -490,7 +506,7 @@ impl<S: Classifier> Pipeline<S> {
     /// be the reply of a connection the other way that is.
     fn decide_stateless(&mut self, meta: &Meta) -> bool {
         self.counters.stateless_decisions += 1;
-        let forward = self.classify_packet(meta);
+        let forward = self.own_verdict(meta);
         if forward.is_allow()
             || self.snapshot.classify(meta.dst_ip(), meta.src_ip(), meta.protocol, meta.src_port).is_allow()
         {
@@ -500,7 +516,36 @@ impl<S: Classifier> Pipeline<S> {
         self.deny(deciding_rule(&forward))
     }
 
+    /// A packet of a known flow. Nearly all are the flow's own traffic under the verdict
+    /// it already has: count it in place, then forward or drop it. What may open a
+    /// connection of its own (a SYN; a non-TCP reply over a denied flow) or needs a
+    /// re-decision (an older generation) takes `on_hit_rare`.
+    #[inline(always)]
     fn on_hit(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
+        let (generation, now) = (self.generation, self.now);
+        let entry = self.flows.entry_mut(index);
+        let is_tcp = meta.protocol == ip_proto::TCP;
+        let opens = is_tcp && meta.tcp_flags & (SYN | ACK) == SYN;
+        let direction = entry.direction(side);
+        let allowed = entry.action == Action::Allow;
+        if !entry.is_current(generation) || opens || !(allowed || is_tcp || direction == ORIG) {
+            return self.on_hit_rare(index, side, meta, len);
+        }
+        // What `on_hit_rare` does for these: no new connection, no re-decision; count,
+        // track, and follow the flow's verdict.
+        entry.count(direction, len, now);
+        if is_tcp {
+            entry.track_tcp(direction, meta.tcp_flags);
+        }
+        if allowed {
+            return true;
+        }
+        let rule = deciding_rule(&entry.verdict());
+        self.deny(rule)
+    }
+
+    #[inline(never)]
+    fn on_hit_rare(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
         let entry = *self.flows.entry(index);
         let direction = entry.direction(side);
         let opens = meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN;
@@ -515,7 +560,7 @@ impl<S: Classifier> Pipeline<S> {
             direction == REPLY && denied
         };
         if opens_own {
-            let verdict = self.classify_packet(meta);
+            let verdict = self.own_verdict(meta);
             let over = entry.tcp_finished() || denied;
             if direction == ORIG || (verdict.is_allow() && over) {
                 let tcp = if opens { TcpState::SynSent } else { entry.tcp };
@@ -674,32 +719,51 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
     /// The same decisions as `admit` frame by frame, in the same order (a packet may
     /// depend on a flow an earlier one of the burst inserted), with the memory latency
     /// overlapped: parse and hash every frame of a chunk first and prefetch the slots
-    /// their lookups start at, then prefetch the records those slots point to, then
-    /// decide each packet in order.
+    /// their lookups start at, then prefetch the records those slots point to, classify
+    /// the chunk's TCP SYNs together (`Classifier::classify_burst`, which overlaps the
+    /// snapshot's misses), then decide each packet in order.
     fn admit_burst(&mut self, frames: &[&[u8]], _in_port: u16, verdicts: &mut [bool]) {
+        const NO_PROBE: u8 = u8::MAX;
         let mut parsed = [Parsed::Malformed; BURST];
         let mut lookups: [Option<Lookup>; BURST] = [None; BURST];
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let mut probes = [Probe { src: unspecified, dst: unspecified, proto: 0, dst_port: 0 }; BURST];
+        let mut probe_of = [NO_PROBE; BURST];
+        let mut classified = [Verdict::NOT_POLICED; BURST];
         for (frames, verdicts) in frames.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
-            for ((frame, parsed), lookup) in frames.iter().zip(parsed.iter_mut()).zip(lookups.iter_mut()) {
-                *parsed = parse::parse(frame);
-                *lookup = self.lookup_of(parsed);
-                if let Some(lookup) = lookup {
+            let mut syns = 0;
+            for (i, frame) in frames.iter().enumerate() {
+                parsed[i] = parse::parse(frame);
+                lookups[i] = self.lookup_of(&parsed[i]);
+                probe_of[i] = NO_PROBE;
+                if let Some(lookup) = &lookups[i] {
                     self.flows.prefetch_slot(lookup.hash);
                 }
-                // A SYN without ACK almost always misses the flow table and is classified:
-                // start the snapshot's address lookups now, a burst ahead.
-                if let Parsed::Ip(meta) = parsed {
+                // A SYN without ACK almost always misses the flow table and is classified
+                // as a connection of its own (an ICMP error has its own lookup, and a
+                // non-first fragment none, so neither is one).
+                if let (Parsed::Ip(meta), Some(_)) = (&parsed[i], &lookups[i]) {
                     if meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN {
-                        self.snapshot.prefetch(meta.src_ip(), meta.dst_ip());
+                        probes[syns] = Probe { src: meta.src_ip(), dst: meta.dst_ip(), proto: meta.protocol, dst_port: meta.dst_port };
+                        probe_of[i] = syns as u8;
+                        syns += 1;
                     }
                 }
             }
             for lookup in lookups[..frames.len()].iter().flatten() {
                 self.flows.prefetch_record(lookup.hash);
             }
+            if syns != 0 {
+                self.snapshot.classify_burst(&probes[..syns], &mut classified[..syns]);
+            }
             for (i, (frame, verdict)) in frames.iter().zip(verdicts.iter_mut()).enumerate() {
+                self.preclassified = match probe_of[i] {
+                    NO_PROBE => None,
+                    p => Some(classified[p as usize]),
+                };
                 *verdict = self.count_admit(&parsed[i], lookups[i], frame.len());
             }
+            self.preclassified = None;
         }
     }
 

@@ -13,8 +13,10 @@ use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-/// Allocations from this size up are aligned to, and advised as, huge pages.
 const HUGE_PAGE: usize = 2 << 20;
+/// Arrays from this size up are rounded up to whole huge pages, aligned to them and
+/// advised: THP maps a huge page only where the mapping covers all of it.
+const HUGE_FROM: usize = 1 << 20;
 
 /// A heap array of `len` `T`s on huge pages when it is large enough.
 pub struct HugeSlice<T: Copy> {
@@ -36,14 +38,14 @@ impl<T: Copy> HugeSlice<T> {
         let size = std::mem::size_of::<T>()
             .checked_mul(len)
             .expect("HugeSlice size overflows usize");
-        let huge = size >= HUGE_PAGE;
-        let align = if huge {
-            HUGE_PAGE
+        let huge = size >= HUGE_FROM;
+        let (bytes, align) = if huge {
+            (size.div_ceil(HUGE_PAGE) * HUGE_PAGE, HUGE_PAGE.max(std::mem::align_of::<T>()))
         } else {
-            std::mem::align_of::<T>()
+            // A zero-sized layout may not be allocated: keep one byte.
+            (size.max(1), std::mem::align_of::<T>())
         };
-        // A zero-sized layout may not be allocated: keep one byte.
-        let layout = Layout::from_size_align(size.max(1), align).expect("HugeSlice layout");
+        let layout = Layout::from_size_align(bytes, align).expect("HugeSlice layout");
         // SAFETY: `layout` has a non-zero size.
         let raw = unsafe { alloc(layout) };
         let Some(ptr) = NonNull::new(raw as *mut T) else {
@@ -52,8 +54,8 @@ impl<T: Copy> HugeSlice<T> {
         if huge {
             // Only advice: if THP is off or the call fails, the memory is still valid.
             // Advised before the first write, so the faults that follow take huge pages.
-            // SAFETY: `raw..raw + size` is the allocation just made and nothing reads it yet.
-            unsafe { libc::madvise(raw as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+            // SAFETY: `raw..raw + bytes` is the allocation just made and nothing reads it yet.
+            unsafe { libc::madvise(raw as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE) };
         }
         for i in 0..len {
             // SAFETY: `i < len`, inside the allocation of `len` elements, aligned for `T`.
@@ -110,11 +112,10 @@ mod tests {
                 0
             );
         }
-        let big: HugeSlice<u32> = HugeSlice::filled(1 << 20, 1);
-        assert_eq!(
-            big.as_ptr() as usize % HUGE_PAGE,
-            0,
-            "4 MiB array aligned to a huge page"
-        );
+        for len in [1usize << 18, 1 << 20] {
+            let big: HugeSlice<u32> = HugeSlice::filled(len, 1);
+            assert_eq!(big.as_ptr() as usize % HUGE_PAGE, 0, "{len} u32s aligned to a huge page");
+            assert_eq!(big.layout.size() % HUGE_PAGE, 0, "{len} u32s cover whole huge pages");
+        }
     }
 }

@@ -209,6 +209,7 @@ impl FlowEntry {
     }
 
     /// Advance the TCP state by a segment's flags (`wire::tcp::flags`) seen in `direction`.
+    #[inline]
     pub fn track_tcp(&mut self, direction: usize, flags: u8) {
         use crate::wire::tcp::flags::{ACK, FIN, RST, SYN};
         if flags & RST != 0 {

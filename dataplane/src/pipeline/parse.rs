@@ -91,7 +91,11 @@ pub(crate) fn to_ip(addr: &[u8; 16], is_v4: bool) -> IpAddr {
 }
 
 /// Parse one Ethernet frame. Never panics, whatever the bytes.
-#[inline]
+///
+/// Inlined into the burst loop so the result is built in place: returned through
+/// memory, the caller's wide copy of it read back fields just written narrowly, and
+/// store-to-load forwarding failed on every packet.
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Parsed {
     let Ok(l2) = ethernet::walk_tags(frame) else {
         return Parsed::Malformed;
@@ -120,7 +124,7 @@ struct Network<'a> {
     link_local_hops: bool,
 }
 
-#[inline]
+#[inline(always)]
 fn parse_ipv4(data: &[u8], vlan: u32) -> Parsed {
     let Ok(ip) = ipv4::Packet::new_checked(data) else {
         return Parsed::Malformed;
@@ -173,7 +177,7 @@ fn min_transport_len(protocol: u8) -> usize {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn transport(net: Network<'_>) -> Parsed {
     let mut meta = Meta {
         src: net.src,
