@@ -235,51 +235,55 @@ pub fn palisade_steady(rig: &Rig, pcap: &Pcap, manifests: &Path, secs: f64, wind
         },
         long: 0.0,
     });
-    let mut a = run(w.short)?;
-    for _ in 0..4 {
-        if a.rx >= pcap.warm as u64 {
-            break;
-        }
-        w.short = w.short * 1.5 * pcap.warm as f64 / a.rx.max(1) as f64 + 0.02;
-        a = run(w.short)?;
-    }
-    if a.rx < pcap.warm as u64 {
-        return Err(format!("warm-up not passed: {} of {} packets in {:.3} s", a.rx, pcap.warm, a.seconds));
-    }
-    if let Some(end) = pcap.steady_end {
-        if a.rx >= end as u64 {
-            return Err(format!("the short run ({:.3} s) already left the first pass", w.short));
-        }
-    }
+    // The short run lands past the warm-up (aiming 1.5 x it, at most a quarter into a
+    // bounded steady stretch), the long one beyond it and inside the stretch (aiming at
+    // 70 % of what is left).
+    let warm = pcap.warm as f64;
+    let end = pcap.steady_end.map(|e| e as u64);
+    let aim = match end {
+        Some(e) => (1.5 * warm).min(warm + (e as f64 - warm) / 4.0),
+        None => 1.5 * warm,
+    };
+    let (short, a) = land(&run, w.short, pcap.warm as u64, end, aim).map_err(|e| format!("short run: {e}"))?;
+    w.short = short;
     if w.long <= w.short {
         let rate = a.rx as f64 / a.seconds.max(1e-6);
         w.long = w.short
-            + match pcap.steady_end {
+            + match end {
                 None => secs,
-                Some(end) => secs.min(0.7 * (end as u64 - a.rx) as f64 / rate),
+                Some(e) => secs.min(0.7 * (e - a.rx) as f64 / rate),
             };
     }
-    let mut b = run(w.long)?;
-    for _ in 0..3 {
-        match pcap.steady_end {
-            Some(end) if b.rx > end as u64 => {
-                w.long = w.short + (w.long - w.short) * 0.5;
-                b = run(w.long)?;
-            }
-            _ => break,
-        }
-    }
-    if let Some(end) = pcap.steady_end {
-        if b.rx > end as u64 {
-            return Err(format!("could not stay inside the first pass ({} > {end} packets)", b.rx));
-        }
-    }
+    let aim = end.map_or(2.0 * a.rx as f64, |e| a.rx as f64 + 0.7 * (e - a.rx) as f64);
+    let (long, b) = land(&run, w.long, a.rx + 1, end.map(|e| e + 1), aim).map_err(|e| format!("long run: {e}"))?;
+    w.long = long;
     *window = Some(w);
     let (drx, dtx, ds) = (b.rx.saturating_sub(a.rx), b.tx.saturating_sub(a.tx), b.seconds - a.seconds);
     if drx == 0 || ds <= 0.002 {
         return Err(format!("window too short to time: {drx} packets in {ds:.4} s"));
     }
     Ok(Steady { from: a.rx, to: b.rx, pps: drx as f64 / ds, forwarded_share: dtx as f64 / drx as f64, tsc_hz: b.tsc_hz, window_s: ds, window_packets: drx })
+}
+
+/// A run length, starting from `d`, whose received count lands in [`from`, `to`) (`to`
+/// None: unbounded), and that run. Steps scale the length towards `aim` packets until
+/// a too-short and a too-long run bracket it, then bisect: the rate is not constant
+/// (a warm-up of new flows is slower than the hits after it).
+fn land(run: &dyn Fn(f64) -> Result<RunStats, String>, mut d: f64, from: u64, to: Option<u64>, aim: f64) -> Result<(f64, RunStats), String> {
+    let (mut short, mut long): (Option<f64>, Option<f64>) = (None, None);
+    for _ in 0..8 {
+        let s = run(d)?;
+        let below = s.rx < from;
+        if !below && to.is_none_or(|t| s.rx < t) {
+            return Ok((d, s));
+        }
+        *(if below { &mut short } else { &mut long }) = Some(d);
+        d = match (short, long) {
+            (Some(lo), Some(hi)) => (lo + hi) / 2.0,
+            _ => d * aim / s.rx.max(1) as f64 + if below { 0.02 } else { 0.0 },
+        };
+    }
+    Err(format!("no run length lands between packet {from} and {} of the replay (tried {short:?} s too short, {long:?} s too long)", to.map_or("the end".to_owned(), |t| t.to_string())))
 }
 
 /// OVS-DPDK with a conntrack ACL on the same vdevs and core, through the script.

@@ -15,12 +15,13 @@
 //! - mix: established handshakes first, then data of those flows with every 5th packet
 //!   a new flow. Steady from `warm` to the end of the first pass.
 //!
-//! Established and mix files of many flows (1M) leave the handshakes out: net_pcap keeps
-//! the whole file in palisade's pool, a 4 KiB page per packet with --no-huge, and 5
-//! packets per flow would take 20 GB. Their first pass is one data packet each way per
-//! flow, which palisade picks up mid-stream (`--tcp-loose`, `Pcap::tcp_loose`): the
-//! initiator's packet opens the flow (classified as a SYN would be), the responder's
-//! follows it. `warm` is then that whole first round.
+//! Established files of many flows (1M) leave the handshakes out: net_pcap keeps the
+//! whole file in palisade's pool, a 4 KiB page per packet with --no-huge, and 5 packets
+//! per flow would take 20 GB. They hold one data packet each way per flow, which
+//! palisade picks up mid-stream (`--tcp-loose`, `Pcap::tcp_loose`): the initiator's
+//! packet opens the flow (classified as a SYN would be), the responder's follows it;
+//! that first pass is the warm-up. (A mix cannot be made so: its steady stretch lies in
+//! the first pass, after every flow is set up; see `matrix` in benches/e2e.rs.)
 
 use control::compile::synthetic::Rng;
 use control::compile::{compile, synthetic};
@@ -38,8 +39,8 @@ use std::path::{Path, PathBuf};
 /// `synthetic::cluster` draws pods before policies from one seeded sequence).
 pub const PODS: usize = 10_000;
 const SEED: u64 = 42;
-/// Packets an established or mix file may take with its handshakes (and, established,
-/// data rounds up to this); past it the file is a mid-stream one (see the module doc).
+/// Packets an established file may take with its handshakes and data rounds; past it
+/// the file is a mid-stream one (see the module doc).
 pub const PCAP_BUDGET: usize = 500_000;
 /// Packets in the steady stretch of a mix pcap (after the handshakes): about 0.1-0.2 s
 /// of first pass at this machine's rates.
@@ -375,12 +376,8 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
             let new_count = steady / 5;
             let mut list = pick_flows(addrs, reference, flows, true, seed, &mut seen);
             list.extend(pick_flows(addrs, reference, new_count, false, seed.rotate_left(29), &mut seen));
-            tcp_loose = 3 * flows + steady > PCAP_BUDGET;
-            if tcp_loose {
-                data_round(&mut out, &list[..flows], &mut next_len);
-            } else {
-                handshakes(&mut out, &list[..flows]);
-            }
+            handshakes(&mut out, &list[..flows]);
+            tcp_loose = false;
             // Every 5th packet opens a new flow; the others are data of the established
             // flows, round robin, initiator then responder.
             let (mut next_new, mut next_data) = (flows, 0usize);
@@ -394,7 +391,7 @@ pub fn generate(dir: &Path, addrs: &[Ipv4Addr], reference: &Snapshot, kind: Kind
                 };
                 out.push(&frame(&list[i], forward, flags, next_len()), i);
             }
-            warm = if tcp_loose { 2 * flows } else { 3 * flows };
+            warm = 3 * flows;
             steady_end = Some(warm + steady);
             flow_list = list;
         }
