@@ -77,6 +77,11 @@ fn bench(c: &mut Criterion) {
         let snapshot = compile(&model, 1);
         let batch: Vec<Probe> =
             probes(&model).into_iter().map(|(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
+        let st = snapshot.stats();
+        eprintln!(
+            "snapshot {pods} pods x {policies} policies: {} rule sets, {} table entries, {} v4 segments, {} port lists of {} entries, {} KiB",
+            st.rule_sets, st.identity_entries, st.segments_v4, st.port_lists, st.port_entries, st.memory_bytes / 1024
+        );
         let allowed = batch.iter().filter(|p| snapshot.classify(p.src, p.dst, p.proto, p.dst_port).is_allow()).count();
         let mut out = [Verdict::NOT_POLICED; BURST];
         let mut single = || {

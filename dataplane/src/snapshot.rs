@@ -10,7 +10,8 @@
 //!   tables (selector peers: one shared hash map keyed by (rule set, identity) or
 //!   (rule set, namespace); the remote endpoint's identity, else its namespace, else the
 //!   base list: each table's lists include what the later ones would add), and disjoint
-//!   address segments (ipBlock peers; binary search on the segment starts), each
+//!   address segments (ipBlock peers; a search of the segment starts that halves down
+//!   to 16 of them and counts those, so it mispredicts no branch), each
 //!   pointing at an interned port list; the lowest rule found decides, and the segment
 //!   search is skipped when the selector part already found a rule below every
 //!   address rule of the set;
@@ -19,19 +20,31 @@
 //!
 //! Port lists are referenced by their `(start, end)` in the shared entry array, so a
 //! table hit leads straight to the entries. A lookup is therefore two address probes
-//! and, per isolated side, one or two table probes, at most one binary search and two
-//! short linear scans; it allocates nothing and touches no string.
+//! and, per isolated side, one or two table probes, at most one segment search and two
+//! short scans (long port lists are searched like segments); it allocates nothing and
+//! touches no string.
+//!
+//! On large snapshots nearly every one of those steps is a cache miss, and each waits
+//! for the one before. `classify_burst` (what a worker hands a burst of new flows)
+//! therefore runs the same steps as a staged pipeline over chunks of `BURST_CHUNK`
+//! probes, each stage doing one step for the whole chunk and requesting (prefetching)
+//! what the next stage reads, so a chunk's misses are in flight together: (1) both
+//! address slots; (2) ends resolved, endpoint records; (3) self/node/not-policed
+//! settled, each isolated side's rule-set layout and its peer's identity and namespace
+//! table slots; (4) selector port lists, their entries; (5) the selector rule, the
+//! remote's segment arrays when the address part may still decide; (6) the segment
+//! search, the segment's entries; (7) verdicts. Verdicts are `classify`'s exactly.
 
 mod addr;
 mod builder;
 mod cow;
-mod flat;
 pub mod five_tuple;
+mod flat;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{
-    AddrSetId, IdentityId, IdentitySetId, Isolation, NodeId, PortMatch, Remote, RuleSetEntry, RuleSetId,
-    SnapshotBuilder,
+    AddrSetId, IdentityId, IdentitySetId, Isolation, NodeId, PortMatch, Remote, RuleSetEntry,
+    RuleSetId, SnapshotBuilder,
 };
 
 use crate::dpdk::prefetch::prefetch_read;
@@ -189,7 +202,11 @@ impl Snapshot {
         }
         fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
             // hashbrown: one control byte per bucket plus the (K, V) slot.
-            let buckets = if m.capacity() == 0 { 0 } else { (m.capacity() * 8 / 7).next_power_of_two() };
+            let buckets = if m.capacity() == 0 {
+                0
+            } else {
+                (m.capacity() * 8 / 7).next_power_of_two()
+            };
             buckets * (std::mem::size_of::<(K, V)>() + 1)
         }
         let memory_bytes = self.addr_v4.heap_bytes()
@@ -204,8 +221,13 @@ impl Snapshot {
             + vec_bytes(&self.port_entries)
             + vec_bytes(&self.rule_names)
             + vec_bytes(&self.name_spans);
-        let endpoint_addresses =
-            self.addr_v4.iter().map(|(_, v)| v).chain(self.addr_v6.values().copied()).filter(|v| *v & NODE_BIT == 0).count();
+        let endpoint_addresses = self
+            .addr_v4
+            .iter()
+            .map(|(_, v)| v)
+            .chain(self.addr_v6.values().copied())
+            .filter(|v| *v & NODE_BIT == 0)
+            .count();
         SnapshotStats {
             endpoints: self.endpoints.len(),
             endpoint_addresses,
@@ -237,14 +259,29 @@ impl Snapshot {
     /// The endpoints of a classification whose ends resolved to `s` and `d`, or its
     /// whole verdict when no rule set takes part (self, own node, or no pod at all).
     #[inline(always)]
-    fn endpoints_of(&self, s: End, d: End) -> Result<(Option<&Endpoint>, Option<&Endpoint>), Verdict> {
-        const HOST_OR_SELF: Verdict =
-            Verdict { action: Action::Allow, reason: Reason::HostOrSelf, egress_rule: NO_RULE, ingress_rule: NO_RULE };
+    fn endpoints_of(
+        &self,
+        s: End,
+        d: End,
+    ) -> Result<(Option<&Endpoint>, Option<&Endpoint>), Verdict> {
+        const HOST_OR_SELF: Verdict = Verdict {
+            action: Action::Allow,
+            reason: Reason::HostOrSelf,
+            egress_rule: NO_RULE,
+            ingress_rule: NO_RULE,
+        };
         match (s, d) {
             (End::Pod(a), End::Pod(b)) if a == b => Err(HOST_OR_SELF),
-            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => Err(HOST_OR_SELF),
-            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => Err(HOST_OR_SELF),
-            (End::Pod(a), End::Pod(b)) => Ok((Some(&self.endpoints[a as usize]), Some(&self.endpoints[b as usize]))),
+            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => {
+                Err(HOST_OR_SELF)
+            }
+            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => {
+                Err(HOST_OR_SELF)
+            }
+            (End::Pod(a), End::Pod(b)) => Ok((
+                Some(&self.endpoints[a as usize]),
+                Some(&self.endpoints[b as usize]),
+            )),
             (End::Pod(a), _) => Ok((Some(&self.endpoints[a as usize]), None)),
             (_, End::Pod(b)) => Ok((None, Some(&self.endpoints[b as usize]))),
             _ => Err(Verdict::NOT_POLICED),
@@ -274,7 +311,9 @@ impl Snapshot {
     #[inline(never)]
     fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
         let key = (u32::from(proto) << 16) | u32::from(port);
-        let i = count_at_most(entries, key, |e| (u32::from(e.proto) << 16) | u32::from(e.lo));
+        let i = count_at_most(entries, key, |e| {
+            (u32::from(e.proto) << 16) | u32::from(e.lo)
+        });
         if i > 0 {
             let e = &entries[i - 1];
             if e.proto == proto && port <= e.hi {
@@ -294,12 +333,18 @@ impl Snapshot {
     fn selector_list(&self, set: u32, layout: &RuleSetLayout, peer: Option<&Endpoint>) -> ListRef {
         let Some(p) = peer else { return layout.base };
         if layout.id_len != 0 {
-            if let Some(l) = self.keyed.get(table_key(set, TableKind::Identity, p.identity)) {
+            if let Some(l) = self
+                .keyed
+                .get(table_key(set, TableKind::Identity, p.identity))
+            {
                 return l;
             }
         }
         if layout.ns_len != 0 {
-            if let Some(l) = self.keyed.get(table_key(set, TableKind::Namespace, p.namespace)) {
+            if let Some(l) = self
+                .keyed
+                .get(table_key(set, TableKind::Namespace, p.namespace))
+            {
                 return l;
             }
         }
@@ -331,7 +376,15 @@ impl Snapshot {
     /// that list and the remote's address segment decides; the segment is skipped when
     /// the list already found a rule below every address rule of the set.
     #[inline(always)]
-    fn finish_side(&self, set: u32, default: RuleId, list: ListRef, remote: IpAddr, proto: u8, port: u16) -> (bool, RuleId) {
+    fn finish_side(
+        &self,
+        set: u32,
+        default: RuleId,
+        list: ListRef,
+        remote: IpAddr,
+        proto: u8,
+        port: u16,
+    ) -> (bool, RuleId) {
         if set == NONE {
             return (true, NO_RULE);
         }
@@ -350,7 +403,15 @@ impl Snapshot {
 
     /// One side's decision: `(allowed, deciding rule)`.
     #[inline(always)]
-    fn side(&self, set: u32, default: RuleId, remote: IpAddr, peer: Option<&Endpoint>, proto: u8, port: u16) -> (bool, RuleId) {
+    fn side(
+        &self,
+        set: u32,
+        default: RuleId,
+        remote: IpAddr,
+        peer: Option<&Endpoint>,
+        proto: u8,
+        port: u16,
+    ) -> (bool, RuleId) {
         if set == NONE {
             return (true, NO_RULE);
         }
@@ -368,7 +429,7 @@ impl Snapshot {
         for p in probes {
             self.prefetch(p.src, p.dst);
         }
-        // Stage 2: resolve the ends; fetch the endpoint records.
+        // Stage 2: resolve the ends; request the endpoint records.
         let mut ends = [(End::Unknown, End::Unknown); BURST_CHUNK];
         for (p, e) in probes.iter().zip(&mut ends) {
             *e = (self.end(p.src), self.end(p.dst));
@@ -378,9 +439,12 @@ impl Snapshot {
                 }
             }
         }
-        // Stage 3: settle what needs no rule set; fetch each isolated side's layout and
-        // its peer's identity and namespace table slots.
-        let mut sides: [(Option<&Endpoint>, Option<&Endpoint>); BURST_CHUNK] = [(None, None); BURST_CHUNK];
+        // Stage 3: settle what needs no rule set; request each isolated side's layout
+        // and its peer's identity and namespace table slots. Side 0 is the source's
+        // egress (remote: the destination), side 1 the destination's ingress.
+        let mut sides: [(Option<&Endpoint>, Option<&Endpoint>); BURST_CHUNK] =
+            [(None, None); BURST_CHUNK];
+        let mut work = [[SideWork::IDLE; 2]; BURST_CHUNK];
         let mut open = [false; BURST_CHUNK];
         for i in 0..n {
             match self.endpoints_of(ends[i].0, ends[i].1) {
@@ -389,41 +453,76 @@ impl Snapshot {
                     sides[i] = (s, d);
                     open[i] = true;
                     if let Some(s) = s {
+                        work[i][0].set = s.egress;
                         self.prefetch_side(s.egress, d);
                     }
                     if let Some(d) = d {
+                        work[i][1].set = d.ingress;
                         self.prefetch_side(d.ingress, s);
                     }
                 }
             }
         }
-        // Stage 4: the selector part of both sides; fetch their port lists and the
-        // first line of the remote's address segments.
-        let mut lists = [((0, 0), (0, 0)); BURST_CHUNK];
-        for i in 0..n {
-            if !open[i] {
-                continue;
-            }
-            let (s, d) = sides[i];
-            if let Some(s) = s {
-                lists[i].0 = self.selector_part(s.egress, d, probes[i].dst);
-            }
-            if let Some(d) = d {
-                lists[i].1 = self.selector_part(d.ingress, s, probes[i].src);
+        let remote = |p: &Probe, k: usize| if k == 0 { p.dst } else { p.src };
+        // Stage 4: the selector part's port lists; request their entries.
+        for i in (0..n).filter(|&i| open[i]) {
+            let peers = [sides[i].1, sides[i].0];
+            for (w, peer) in work[i].iter_mut().zip(peers) {
+                if w.set != NONE {
+                    w.list = self.selector_list(w.set, &self.rule_sets[w.set as usize], peer);
+                    self.prefetch_list(w.list);
+                }
             }
         }
-        // Stage 5: port lists, segments, verdicts.
-        for i in 0..n {
-            if !open[i] {
-                continue;
-            }
+        // Stage 5: the selector part's rule; where the address part may still decide,
+        // request the remote's segment starts and lists.
+        for i in (0..n).filter(|&i| open[i]) {
             let p = &probes[i];
+            for (k, w) in work[i].iter_mut().enumerate() {
+                if w.set != NONE {
+                    w.best = self.list_rule(w.list, p.proto, p.dst_port);
+                    let layout = &self.rule_sets[w.set as usize];
+                    if w.best >= layout.addr_min_rule {
+                        self.prefetch_segments(layout, remote(p, k));
+                    }
+                }
+            }
+        }
+        // Stage 6: the segment search; request the segment's port entries.
+        for i in (0..n).filter(|&i| open[i]) {
+            let p = &probes[i];
+            for (k, w) in work[i].iter_mut().enumerate() {
+                if w.set != NONE {
+                    let layout = &self.rule_sets[w.set as usize];
+                    if w.best >= layout.addr_min_rule {
+                        if let Some(seg) = self.segment_list(layout, remote(p, k)) {
+                            w.list = seg;
+                            self.prefetch_list(seg);
+                            continue;
+                        }
+                    }
+                    w.list = (0, 0);
+                }
+            }
+        }
+        // Stage 7: the segment's rule; verdicts.
+        for i in (0..n).filter(|&i| open[i]) {
+            let p = &probes[i];
+            let decide = |w: &SideWork, default: RuleId| {
+                if w.set == NONE {
+                    return (true, NO_RULE);
+                }
+                match w.best.min(self.list_rule(w.list, p.proto, p.dst_port)) {
+                    NONE => (false, default),
+                    r => (true, r),
+                }
+            };
             let (egress_ok, egress_rule) = match sides[i].0 {
-                Some(e) => self.finish_side(e.egress, e.egress_default, lists[i].0, p.dst, p.proto, p.dst_port),
+                Some(e) => decide(&work[i][0], e.egress_default),
                 None => (true, NO_RULE),
             };
             let (ingress_ok, ingress_rule) = match sides[i].1 {
-                Some(e) => self.finish_side(e.ingress, e.ingress_default, lists[i].1, p.src, p.proto, p.dst_port),
+                Some(e) => decide(&work[i][1], e.ingress_default),
                 None => (true, NO_RULE),
             };
             out[i] = combine(egress_ok, egress_rule, ingress_ok, ingress_rule);
@@ -443,56 +542,91 @@ impl Snapshot {
         }
     }
 
-    /// Stage 4 for one side: its selector list, with the port entries and the
-    /// remote's segment starts requested.
+    /// Request the first line of port list `list`'s entries.
     #[inline(always)]
-    fn selector_part(&self, set: u32, peer: Option<&Endpoint>, remote: IpAddr) -> ListRef {
-        if set == NONE {
-            return (0, 0);
-        }
-        let layout = &self.rule_sets[set as usize];
-        let list = self.selector_list(set, layout, peer);
+    fn prefetch_list(&self, list: ListRef) {
         if let Some(e) = self.port_entries.get(list.0 as usize) {
             prefetch_read(e);
         }
-        let mid = |start: u32, len: u32| (start + len / 2) as usize;
-        match remote {
-            IpAddr::V4(_) if layout.v4_len != 0 => prefetch_read(&self.seg_v4_start[mid(layout.v4_start, layout.v4_len)]),
-            IpAddr::V6(_) if layout.v6_len != 0 => prefetch_read(&self.seg_v6_start[mid(layout.v6_start, layout.v6_len)]),
-            _ => {}
-        }
-        list
     }
+
+    /// Request the ends of the segment arrays `segment_list(layout, remote)` searches
+    /// (all of them for the short arrays most rule sets have).
+    #[inline(always)]
+    fn prefetch_segments(&self, layout: &RuleSetLayout, remote: IpAddr) {
+        fn ends<S: Copy, L: Copy>(starts: &CowVec<S>, lists: &CowVec<L>, start: u32, len: u32) {
+            if len != 0 {
+                let (first, last) = (start as usize, (start + len - 1) as usize);
+                prefetch_read(&starts[first]);
+                prefetch_read(&starts[last]);
+                prefetch_read(&lists[first]);
+                prefetch_read(&lists[last]);
+            }
+        }
+        match remote {
+            IpAddr::V4(_) => ends(&self.seg_v4_start, &self.seg_v4_list, layout.v4_start, layout.v4_len),
+            IpAddr::V6(_) => ends(&self.seg_v6_start, &self.seg_v6_list, layout.v6_start, layout.v6_len),
+        }
+    }
+}
+
+/// One side of a probe as `classify_burst` carries it between stages.
+#[derive(Clone, Copy)]
+struct SideWork {
+    /// Rule set deciding the side; `NONE` when it is not isolated or not a pod.
+    set: u32,
+    /// The selector part's port list, then (stage 6 on) the remote segment's.
+    list: ListRef,
+    /// The selector part's rule (stage 5 on).
+    best: RuleId,
+}
+
+impl SideWork {
+    const IDLE: SideWork = SideWork { set: NONE, list: (0, 0), best: NONE };
 }
 
 /// The verdict of two sides' decisions.
 #[inline(always)]
-fn combine(egress_ok: bool, egress_rule: RuleId, ingress_ok: bool, ingress_rule: RuleId) -> Verdict {
+fn combine(
+    egress_ok: bool,
+    egress_rule: RuleId,
+    ingress_ok: bool,
+    ingress_rule: RuleId,
+) -> Verdict {
     let (action, reason) = match (egress_ok, ingress_ok) {
         (true, true) => (Action::Allow, Reason::Allowed),
         (false, _) => (Action::Deny, Reason::DeniedByEgress),
         (true, false) => (Action::Deny, Reason::DeniedByIngress),
     };
-    Verdict { action, reason, egress_rule, ingress_rule }
+    Verdict {
+        action,
+        reason,
+        egress_rule,
+        ingress_rule,
+    }
 }
 
-/// How many of `sorted` (ascending by `key`) have a key at most `x`: a binary search
-/// whose steps compile to conditional moves, so a random probe costs no mispredicted
-/// branches.
+/// How many of `sorted` (ascending by `key`) have a key at most `x`. Binary search
+/// down to a window of `COUNT_WINDOW` entries, then a count of that window: compares
+/// and adds, with no branch to mispredict on a random probe (a plain binary search's
+/// selects become branches: LLVM converts loop selects that wait on a load).
 #[inline(always)]
 fn count_at_most<T, K: Copy + Ord>(sorted: &[T], x: K, key: impl Fn(&T) -> K) -> usize {
     let mut base = 0usize;
     let mut len = sorted.len();
-    if len == 0 {
-        return 0;
-    }
-    while len > 1 {
+    while len > COUNT_WINDOW {
         let half = len / 2;
-        base = if key(&sorted[base + half]) <= x { base + half } else { base };
+        if key(&sorted[base + half]) <= x {
+            base += half;
+        }
         len -= half;
     }
-    base + usize::from(key(&sorted[base]) <= x)
+    // Everything before `base` is at most `x`, everything from `base + len` above it.
+    base + sorted[base..base + len].iter().map(|e| usize::from(key(e) <= x)).sum::<usize>()
 }
+
+/// Window `count_at_most` counts through: a cache line of `u32` segment starts.
+const COUNT_WINDOW: usize = 16;
 
 impl Classifier for Snapshot {
     fn generation(&self) -> u64 {
@@ -519,10 +653,12 @@ impl Classifier for Snapshot {
         // start them together rather than one after the other's branches resolve.
         if let (Some(s), Some(d)) = (src_ep, dst_ep) {
             if s.egress != NONE {
-                self.keyed.prefetch(table_key(s.egress, TableKind::Identity, d.identity));
+                self.keyed
+                    .prefetch(table_key(s.egress, TableKind::Identity, d.identity));
             }
             if d.ingress != NONE {
-                self.keyed.prefetch(table_key(d.ingress, TableKind::Identity, s.identity));
+                self.keyed
+                    .prefetch(table_key(d.ingress, TableKind::Identity, s.identity));
             }
         }
         let (egress_ok, egress_rule) = match src_ep {
@@ -538,7 +674,12 @@ impl Classifier for Snapshot {
 
     /// The staged pipeline of the module doc, `BURST_CHUNK` probes at a time.
     fn classify_burst(&self, probes: &[Probe], out: &mut [Verdict]) {
-        assert!(out.len() >= probes.len(), "classify_burst: {} verdict slots for {} probes", out.len(), probes.len());
+        assert!(
+            out.len() >= probes.len(),
+            "classify_burst: {} verdict slots for {} probes",
+            out.len(),
+            probes.len()
+        );
         for (chunk, out) in probes.chunks(BURST_CHUNK).zip(out.chunks_mut(BURST_CHUNK)) {
             self.classify_chunk(chunk, out);
         }
