@@ -34,6 +34,23 @@ fn rate(mut round: impl FnMut()) -> f64 {
     (rounds * BATCH as u64) as f64 / t0.elapsed().as_secs_f64() / 1e6
 }
 
+/// The positional arguments (criterion's filters), without the values of criterion's
+/// options that take one.
+fn size_filters() -> Vec<String> {
+    const VALUED: [&str; 12] = [
+        "--warm-up-time", "--measurement-time", "--sample-size", "--profile-time", "--save-baseline", "--baseline",
+        "--load-baseline", "--noise-threshold", "--confidence-level", "--significance-level", "--nresamples", "--color",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filters = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if !a.starts_with('-') && (i == 0 || !VALUED.contains(&args[i - 1].as_str())) {
+            filters.push(a.clone());
+        }
+    }
+    filters
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -63,7 +80,7 @@ fn probes(model: &Model) -> Vec<(IpAddr, IpAddr, u8, u16)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filters = size_filters();
     let mut g = c.benchmark_group("classify");
     g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Elements(BATCH as u64));
