@@ -254,7 +254,8 @@ pub fn palisade_steady(rig: &Rig, pcap: &Pcap, manifests: &Path, secs: f64, wind
                 Some(e) => secs.min(0.7 * (e - a.rx) as f64 / rate),
             };
     }
-    let aim = end.map_or(2.0 * a.rx as f64, |e| a.rx as f64 + 0.7 * (e - a.rx) as f64);
+    // Unbounded: `secs` more at the short run's average rate.
+    let aim = end.map_or(a.rx as f64 * (1.0 + secs / w.short.max(1e-3)), |e| a.rx as f64 + 0.7 * (e - a.rx) as f64);
     let (long, b) = land(&run, w.long, a.rx + 1, end.map(|e| e + 1), aim).map_err(|e| format!("long run: {e}"))?;
     w.long = long;
     *window = Some(w);
