@@ -51,33 +51,17 @@ pub enum DpdkError {
     #[error("EAL argument {0:?} contains a NUL byte")]
     BadArgument(String),
     #[error("EAL initialisation failed: {reason} (EAL arguments: {args})")]
-    EalInit {
-        reason: String,
-        errno: i32,
-        args: String,
-    },
+    EalInit { reason: String, errno: i32, args: String },
     #[error("EAL has no worker lcores: give at least one worker core besides the main lcore")]
     NoWorkerLcores,
     #[error("cannot create mempool {name:?} of {count} mbufs: {reason}")]
-    Mempool {
-        name: String,
-        count: u32,
-        reason: String,
-    },
+    Mempool { name: String, count: u32, reason: String },
     #[error("cannot create ring {name:?} of {count} slots: {reason}")]
-    Ring {
-        name: String,
-        count: u32,
-        reason: String,
-    },
+    Ring { name: String, count: u32, reason: String },
     #[error("device {name:?} is not a DPDK ethdev port: it did not come up at EAL init (unknown driver or rejected arguments; see the EAL log above)")]
     NoSuchPort { name: String },
     #[error("port {name:?}: {what} failed: {reason}")]
-    PortSetup {
-        name: String,
-        what: &'static str,
-        reason: String,
-    },
+    PortSetup { name: String, what: &'static str, reason: String },
     #[error("port {name:?} supports at most {max} rx/tx queues, but {wanted} workers need one each; use fewer workers")]
     TooManyQueues { name: String, max: u16, wanted: u16 },
     #[error("port {name:?}: queue {queue} does not exist or is already leased to a worker")]

@@ -35,9 +35,7 @@ impl<T: Copy> HugeSlice<T> {
     /// committed before the packet path touches it. Panics if the size overflows
     /// (like `vec!`).
     pub fn filled(len: usize, value: T) -> HugeSlice<T> {
-        let size = std::mem::size_of::<T>()
-            .checked_mul(len)
-            .expect("HugeSlice size overflows usize");
+        let size = std::mem::size_of::<T>().checked_mul(len).expect("HugeSlice size overflows usize");
         let huge = size >= HUGE_FROM;
         let (bytes, align) = if huge {
             (size.div_ceil(HUGE_PAGE) * HUGE_PAGE, HUGE_PAGE.max(std::mem::align_of::<T>()))
@@ -104,13 +102,7 @@ mod tests {
             for (i, x) in a.iter_mut().enumerate() {
                 *x = i as u64 * 3;
             }
-            assert_eq!(
-                a.iter()
-                    .enumerate()
-                    .filter(|&(i, &x)| x != i as u64 * 3)
-                    .count(),
-                0
-            );
+            assert_eq!(a.iter().enumerate().filter(|&(i, &x)| x != i as u64 * 3).count(), 0);
         }
         for len in [1usize << 18, 1 << 20] {
             let big: HugeSlice<u32> = HugeSlice::filled(len, 1);

@@ -38,10 +38,7 @@ struct Record {
 }
 
 const _: () = assert!(std::mem::size_of::<Record>() == 128);
-const EMPTY_SLOT: Slot = Slot {
-    hash: 0,
-    index: EMPTY,
-};
+const EMPTY_SLOT: Slot = Slot { hash: 0, index: EMPTY };
 
 /// The table is at capacity: the flow was not inserted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -70,13 +67,7 @@ impl FlowTable {
         FlowTable {
             slots: HugeSlice::filled(slot_count, EMPTY_SLOT),
             mask: slot_count - 1,
-            records: HugeSlice::filled(
-                capacity,
-                Record {
-                    key: FlowKey::default(),
-                    entry: FlowEntry::EMPTY,
-                },
-            ),
+            records: HugeSlice::filled(capacity, Record { key: FlowKey::default(), entry: FlowEntry::EMPTY }),
             free: (0..capacity as u32).rev().collect(),
             seed,
             age_cursor: 0,
@@ -226,12 +217,7 @@ impl FlowTable {
 
     /// `age`, showing each expired flow to `on_expired` just before it is removed (the
     /// flow log records flows that age out).
-    pub fn age_each(
-        &mut self,
-        now: u64,
-        budget: usize,
-        mut on_expired: impl FnMut(&FlowKey, &FlowEntry),
-    ) -> usize {
+    pub fn age_each(&mut self, now: u64, budget: usize, mut on_expired: impl FnMut(&FlowKey, &FlowEntry)) -> usize {
         let capacity = self.records.len();
         let mut removed = 0;
         for _ in 0..budget.min(capacity) {
@@ -249,10 +235,7 @@ impl FlowTable {
 
     /// Live flows, in pool order.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> {
-        self.records
-            .iter()
-            .filter(|r| r.entry.is_live())
-            .map(|r| (&r.key, &r.entry))
+        self.records.iter().filter(|r| r.entry.is_live()).map(|r| (&r.key, &r.entry))
     }
 }
 
@@ -265,25 +248,11 @@ mod tests {
 
     fn key(n: u32) -> FlowKey {
         let b = n.to_be_bytes();
-        FlowKey::new(
-            &v4_mapped([10, b[1], b[2], b[3]]),
-            1000 + (n % 7) as u16,
-            &v4_mapped([192, 168, 0, 1]),
-            80,
-            6,
-            0,
-        )
-        .0
+        FlowKey::new(&v4_mapped([10, b[1], b[2], b[3]]), 1000 + (n % 7) as u16, &v4_mapped([192, 168, 0, 1]), 80, 6, 0).0
     }
 
     fn entry(now: u64) -> FlowEntry {
-        FlowEntry::new(
-            Verdict::NOT_POLICED,
-            1,
-            Side::Lo,
-            TcpState::Established,
-            now,
-        )
+        FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::Established, now)
     }
 
     fn table(capacity: usize) -> FlowTable {
@@ -356,8 +325,7 @@ mod tests {
         for order in 0..6u32 {
             let mut t = table(2);
             let a = t.insert(key(order), t.hash(&key(order)), entry(0)).unwrap();
-            t.insert(key(order + 10), t.hash(&key(order + 10)), entry(0))
-                .unwrap();
+            t.insert(key(order + 10), t.hash(&key(order + 10)), entry(0)).unwrap();
             t.remove(a);
             assert!(t.find(&key(order + 10), t.hash(&key(order + 10))).is_some());
             assert!(t.find(&key(order), t.hash(&key(order))).is_none());
