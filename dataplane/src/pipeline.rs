@@ -525,7 +525,7 @@ impl<S: Classifier> Pipeline<S> {
         let (generation, now) = (self.generation, self.now);
         let entry = self.flows.entry_mut(index);
         let is_tcp = meta.protocol == ip_proto::TCP;
-        let opens = is_tcp && meta.tcp_flags & (SYN | ACK) == SYN;
+        let opens = meta.is_syn();
         let direction = entry.direction(side);
         let allowed = entry.action == Action::Allow;
         if !entry.is_current(generation) || opens || !(allowed || is_tcp || direction == ORIG) {
@@ -548,7 +548,7 @@ impl<S: Classifier> Pipeline<S> {
     fn on_hit_rare(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
         let entry = *self.flows.entry(index);
         let direction = entry.direction(side);
-        let opens = meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN;
+        let opens = meta.is_syn();
         let denied = entry.action == Action::Deny;
         // A packet that opens a connection of its own is decided as new: a SYN on an
         // ended connection, a SYN from the responder, or the responder sending over a
@@ -743,7 +743,7 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
                 // as a connection of its own (an ICMP error has its own lookup, and a
                 // non-first fragment none, so neither is one).
                 if let (Parsed::Ip(meta), Some(_)) = (&parsed[i], &lookups[i]) {
-                    if meta.protocol == ip_proto::TCP && meta.tcp_flags & (SYN | ACK) == SYN {
+                    if meta.is_syn() {
                         probes[syns] = Probe { src: meta.src_ip(), dst: meta.dst_ip(), proto: meta.protocol, dst_port: meta.dst_port };
                         probe_of[i] = syns as u8;
                         syns += 1;

@@ -243,6 +243,18 @@ impl Snapshot {
         }
     }
 
+    /// Start loading the address-map slots `end(src)` and `end(dst)` will read (the
+    /// first stage of `classify_burst`). Only the v4 map is flat; v6 addresses take
+    /// their misses in `end`.
+    #[inline(always)]
+    fn prefetch_ends(&self, src: IpAddr, dst: IpAddr) {
+        for a in [src, dst] {
+            if let IpAddr::V4(v) = a {
+                self.addr_v4.prefetch(u32::from(v));
+            }
+        }
+    }
+
     #[inline(always)]
     fn end(&self, a: IpAddr) -> End {
         let v = match a {
@@ -427,7 +439,7 @@ impl Snapshot {
         let (probes, out) = (&probes[..n], &mut out[..n]);
         // Stage 1: both address slots of every probe.
         for p in probes {
-            self.prefetch(p.src, p.dst);
+            self.prefetch_ends(p.src, p.dst);
         }
         // Stage 2: resolve the ends; request the endpoint records.
         let mut ends = [(End::Unknown, End::Unknown); BURST_CHUNK];
@@ -631,16 +643,6 @@ const COUNT_WINDOW: usize = 16;
 impl Classifier for Snapshot {
     fn generation(&self) -> u64 {
         self.generation
-    }
-
-    #[inline]
-    fn prefetch(&self, src: IpAddr, dst: IpAddr) {
-        // Only the v4 map is flat; v6 addresses take their misses in `classify`.
-        for a in [src, dst] {
-            if let IpAddr::V4(v) = a {
-                self.addr_v4.prefetch(u32::from(v));
-            }
-        }
     }
 
     #[inline]

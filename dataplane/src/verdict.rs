@@ -84,11 +84,6 @@ pub trait Classifier {
     /// 132 SCTP, 1 ICMP, 58 ICMPv6, ...); `dst_port` is 0 for protocols without ports.
     /// Must not allocate.
     fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict;
-    /// A hint, with no effect on any verdict: start loading what `classify(src, dst, ..)`
-    /// reads first. The pipeline calls it while it parses a burst, for packets that will
-    /// probably open a flow, so the classifier's first cache misses overlap.
-    #[inline]
-    fn prefetch(&self, _src: IpAddr, _dst: IpAddr) {}
     /// Decide many new connections at once: `out[i] = classify(probes[i])` for every
     /// probe, the same verdicts `classify` gives. An implementation may overlap the
     /// lookups' cache misses (the snapshot pipelines them in chunks); this default just

@@ -72,6 +72,12 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// A TCP SYN without ACK: the packet that opens a connection.
+    #[inline]
+    pub fn is_syn(&self) -> bool {
+        self.protocol == ip_proto::TCP && self.tcp_flags & (tcp::flags::SYN | tcp::flags::ACK) == tcp::flags::SYN
+    }
+
     pub fn src_ip(&self) -> IpAddr {
         to_ip(&self.src, self.is_v4)
     }
