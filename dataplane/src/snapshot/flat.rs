@@ -99,22 +99,32 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         &mut Arc::make_mut(&mut self.chunks[pos >> CHUNK_SHIFT])[pos & (CHUNK_SLOTS - 1)]
     }
 
+    /// Where `key` (not `K::EMPTY`) is: `(its slot, true)`, or `(the free slot ending
+    /// its chain, false)`. Every read and write of a key walks its chain through here.
+    #[inline(always)]
+    fn probe(&self, key: K) -> (usize, bool) {
+        let mask = self.size - 1;
+        let mut pos = self.home(key);
+        loop {
+            let k = self.slot(pos).0;
+            if k == key {
+                return (pos, true);
+            }
+            if k == K::EMPTY {
+                return (pos, false);
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<V> {
         if key == K::EMPTY {
             return self.empty_key;
         }
-        let mask = self.size - 1;
-        let mut pos = self.home(key);
-        loop {
-            let (k, v) = *self.slot(pos);
-            if k == key {
-                return Some(v);
-            }
-            if k == K::EMPTY {
-                return None;
-            }
-            pos = (pos + 1) & mask;
+        match self.probe(key) {
+            (pos, true) => Some(self.slot(pos).1),
+            (_, false) => None,
         }
     }
 
@@ -135,19 +145,10 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         if (self.len + 1) * 2 > self.size {
             self.grow();
         }
-        let mask = self.size - 1;
-        let mut pos = self.home(key);
-        loop {
-            let k = self.slot(pos).0;
-            if k == key {
-                break;
-            }
-            if k == K::EMPTY {
-                *self.slot_mut(pos) = (key, value);
-                self.len += 1;
-                break;
-            }
-            pos = (pos + 1) & mask;
+        let (pos, found) = self.probe(key);
+        if !found {
+            *self.slot_mut(pos) = (key, value);
+            self.len += 1;
         }
         &mut self.slot_mut(pos).1
     }
@@ -162,18 +163,11 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
             self.len -= usize::from(v.is_some());
             return v;
         }
-        let mask = self.size - 1;
-        let mut hole = self.home(key);
-        loop {
-            let k = self.slot(hole).0;
-            if k == key {
-                break;
-            }
-            if k == K::EMPTY {
-                return None;
-            }
-            hole = (hole + 1) & mask;
+        let (mut hole, found) = self.probe(key);
+        if !found {
+            return None;
         }
+        let mask = self.size - 1;
         let removed = self.slot(hole).1;
         // Backward shift: move later chain members whose home is not in (hole, pos].
         let mut pos = hole;
