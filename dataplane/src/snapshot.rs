@@ -40,6 +40,7 @@ mod builder;
 mod cow;
 pub mod five_tuple;
 mod flat;
+mod flatten;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{

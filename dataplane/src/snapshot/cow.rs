@@ -12,6 +12,13 @@
 //! [`CowVec::push_run`] guarantees that for the runs it appends (a run that does not
 //! fit in the current chunk starts a new one; one longer than a chunk gets a chunk of
 //! its own size, whose index range spans several table entries that all point at it).
+//!
+//! A published snapshot that will stay in force for a while is better read without
+//! the chunk table (at 50k pods it no longer fits in cache, and it puts a dependent
+//! load before every element): [`CowVec::flattened`] is a copy whose elements are one
+//! array, which reads try first, at the cost of a plain slice. A flattened vector is
+//! still a valid chunked one (the array is one chunk spanning every table entry, as a
+//! long run's is): a write drops the flat view and goes the chunked way.
 
 use std::ops::{Index, Range};
 use std::sync::Arc;
@@ -43,6 +50,9 @@ struct Slot<T> {
 /// A growable array of `Copy` values in shared, copy-on-write chunks. See the module doc.
 #[derive(Clone, Debug)]
 pub(crate) struct CowVec<T: Copy> {
+    /// When flattened: every element, `flat[i]` being element `i` (padded with `filler`
+    /// to whole chunks: the one chunk `slots` spans), else empty. Reads try it first.
+    flat: Arc<[T]>,
     slots: Vec<Slot<T>>,
     /// log2 of the elements per chunk.
     shift: u32,
@@ -61,7 +71,39 @@ impl<T: Copy> CowVec<T> {
     /// Empty, with `1 << shift` elements per chunk (two arrays indexed alike, such as
     /// segment starts and their lists, use one shift so that runs pad alike).
     pub(crate) fn with_chunk_shift(filler: T, shift: u32) -> Self {
-        CowVec { slots: Vec::new(), shift, len: 0, filler }
+        CowVec { flat: Arc::from(Vec::new()), slots: Vec::new(), shift, len: 0, filler }
+    }
+
+    /// A copy holding every element in one array (see the module doc), same indices.
+    pub(crate) fn flattened(&self) -> Self {
+        if self.is_flat() || self.len == 0 {
+            return self.clone();
+        }
+        let entries = self.len.div_ceil(self.chunk());
+        let mut all = Vec::with_capacity(entries * self.chunk());
+        for s in &self.slots {
+            let start = s.base as usize;
+            let end = (start + self.chunk()).min(s.chunk.len());
+            all.extend_from_slice(&s.chunk[start..end]);
+            // A chunk smaller than `chunk` (the last, growing one) leaves filler behind.
+            all.resize(all.len().next_multiple_of(self.chunk()), self.filler);
+        }
+        debug_assert_eq!(all.len(), entries * self.chunk());
+        let flat: Arc<[T]> = all.into();
+        let slots = (0..entries).map(|k| Slot { chunk: flat.clone(), base: (k * self.chunk()) as u32 }).collect();
+        CowVec { flat, slots, shift: self.shift, len: self.len, filler: self.filler }
+    }
+
+    /// Whether reads go through one flat array (see [`CowVec::flattened`]).
+    pub(crate) fn is_flat(&self) -> bool {
+        !self.flat.is_empty()
+    }
+
+    /// Before a write: reads go back to the chunk table, which the write keeps current.
+    fn unflatten(&mut self) {
+        if self.is_flat() {
+            self.flat = Arc::from(Vec::new());
+        }
     }
 
     #[inline(always)]
@@ -85,6 +127,9 @@ impl<T: Copy> CowVec<T> {
         if i >= self.len {
             return None;
         }
+        if i < self.flat.len() {
+            return Some(&self.flat[i]);
+        }
         let s = &self.slots[i >> self.shift];
         s.chunk.get(s.base as usize + (i & self.mask()))
     }
@@ -99,9 +144,12 @@ impl<T: Copy> CowVec<T> {
         if run.is_empty() {
             return self.len;
         }
+        self.unflatten();
         let off = self.len & self.mask();
-        if off != 0 && off + run.len() > self.chunk() {
-            // Does not fit in the current chunk: leave its tail unused.
+        let spanned = off != 0 && self.spans(self.slots.len() - 1);
+        if off != 0 && (off + run.len() > self.chunk() || spanned) {
+            // Does not fit in the current chunk, or that chunk spans several entries (a
+            // flattened vector's): leave its tail unused.
             self.len += self.chunk() - off;
         }
         let start = self.len;
@@ -144,6 +192,7 @@ impl<T: Copy> CowVec<T> {
 
     /// Overwrite element `i` (copying its chunk first if an older snapshot shares it).
     pub(crate) fn set(&mut self, i: usize, value: T) {
+        self.unflatten();
         let t = self.entry_of(i);
         let base = self.slots[t].base as usize;
         if self.spans(t) {
@@ -199,6 +248,9 @@ impl<T: Copy> Index<usize> for CowVec<T> {
     #[inline(always)]
     fn index(&self, i: usize) -> &T {
         debug_assert!(i < self.len, "CowVec index {i} out of range (len {})", self.len);
+        if i < self.flat.len() {
+            return &self.flat[i];
+        }
         let s = &self.slots[i >> self.shift];
         &s.chunk[s.base as usize + (i & self.mask())]
     }
@@ -213,6 +265,9 @@ impl<T: Copy> Index<Range<usize>> for CowVec<T> {
             return &[];
         }
         debug_assert!(r.end <= self.len, "CowVec range {r:?} out of range (len {})", self.len);
+        if r.end <= self.flat.len() {
+            return &self.flat[r];
+        }
         let s = &self.slots[r.start >> self.shift];
         let off = s.base as usize + (r.start & self.mask());
         &s.chunk[off..off + (r.end - r.start)]
@@ -226,9 +281,10 @@ mod tests {
 
     proptest! {
         /// Behaves like a `Vec` under pushes, runs (each one slice, some longer than a
-        /// chunk of 16) and writes, and a clone taken in between keeps what it saw.
+        /// chunk of 16), writes and flattening (writes and pushes go on after it), and a
+        /// clone taken in between keeps what it saw.
         #[test]
-        fn matches_a_vec(ops in proptest::collection::vec((0u8..4, 0usize..5000, any::<u32>()), 0..300)) {
+        fn matches_a_vec(ops in proptest::collection::vec((0u8..5, 0usize..5000, any::<u32>()), 0..300)) {
             let mut cow: CowVec<u32> = CowVec::with_chunk_shift(u32::MAX, 4);
             let mut model: Vec<Option<u32>> = Vec::new();
             let mut runs: Vec<(usize, Vec<u32>)> = Vec::new();
@@ -261,6 +317,10 @@ mod tests {
                             }
                         }
                     }
+                    3 => {
+                        cow = cow.flattened();
+                        prop_assert_eq!(cow.is_flat(), cow.len() > 0);
+                    }
                     _ => frozen.push((cow.clone(), model.clone())),
                 }
                 prop_assert!(cow.len() >= model.len());
@@ -275,9 +335,13 @@ mod tests {
                 prop_assert_eq!(&cow[*start..*start + run.len()], run.as_slice());
             }
             for (old, m) in &frozen {
+                let flat = old.flattened();
+                prop_assert_eq!(flat.len(), old.len());
                 for (i, m) in m.iter().enumerate() {
                     if let Some(m) = m {
                         prop_assert_eq!(old[i], *m);
+                        prop_assert_eq!(flat[i], *m);
+                        prop_assert_eq!(flat.get(i), Some(m));
                     }
                 }
             }

@@ -14,6 +14,11 @@
 //! 64 MiB table of 50k pods × 10k policies). A lookup reads the table entry, then
 //! the slot.
 //!
+//! A snapshot staying in force is better read without the chunk table (which misses
+//! cache at that size, and puts a dependent load before the slot):
+//! [`FlatMap::flattened`] is a copy whose slots are one array, read like a plain
+//! open-addressing table. A write to it first cuts the array back into chunks.
+//!
 //! The key `K::EMPTY` marks a free slot; a real entry with that key lives in a side field.
 
 use std::sync::Arc;
@@ -50,6 +55,8 @@ type Chunk<K, V> = [(K, V); CHUNK_SLOTS];
 
 #[derive(Clone, Debug)]
 pub(crate) struct FlatMap<K: FlatKey, V: Copy> {
+    /// When flattened: all `size` slots (and `chunks` is empty), else empty.
+    flat: Arc<[(K, V)]>,
     /// Slot `i` is `chunks[i / CHUNK_SLOTS][i % CHUNK_SLOTS]`; a map smaller than a
     /// chunk uses the first `size` slots of its one chunk.
     chunks: Vec<Arc<Chunk<K, V>>>,
@@ -68,7 +75,7 @@ const MIN_SLOTS: usize = 8;
 impl<K: FlatKey, V: Copy> FlatMap<K, V> {
     /// An empty map; `filler` is the value stored in free slots (never returned).
     pub(crate) fn new(filler: V) -> Self {
-        FlatMap { chunks: Self::free_chunks(MIN_SLOTS, filler), size: MIN_SLOTS, shift: 64 - MIN_SLOTS.trailing_zeros(), len: 0, empty_key: None, filler }
+        FlatMap { flat: Arc::from(Vec::new()), chunks: Self::free_chunks(MIN_SLOTS, filler), size: MIN_SLOTS, shift: 64 - MIN_SLOTS.trailing_zeros(), len: 0, empty_key: None, filler }
     }
 
     fn free_chunks(size: usize, filler: V) -> Vec<Arc<Chunk<K, V>>> {
@@ -79,9 +86,36 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         self.len
     }
 
-    /// Bytes held by the slot chunks and their table.
+    /// A copy whose slots are one array (same entries, same slots): see the module doc.
+    pub(crate) fn flattened(&self) -> Self {
+        if self.is_flat() {
+            return self.clone();
+        }
+        let flat: Arc<[(K, V)]> = (0..self.size).map(|i| *self.slot(i)).collect();
+        FlatMap { flat, chunks: Vec::new(), ..*self }
+    }
+
+    /// Whether the slots are one array (see [`FlatMap::flattened`]).
+    pub(crate) fn is_flat(&self) -> bool {
+        !self.flat.is_empty()
+    }
+
+    /// Before a write: the flat array back into chunks.
+    fn unflatten(&mut self) {
+        if self.is_flat() {
+            let flat = std::mem::replace(&mut self.flat, Arc::from(Vec::new()));
+            self.chunks = Self::free_chunks(self.size, self.filler);
+            for (i, &s) in flat.iter().enumerate() {
+                Arc::get_mut(&mut self.chunks[i >> CHUNK_SHIFT]).expect("fresh chunk")[i & (CHUNK_SLOTS - 1)] = s;
+            }
+        }
+    }
+
+    /// Bytes held by the slot chunks and their table (or the flat array).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.chunks.len() * std::mem::size_of::<Chunk<K, V>>() + self.chunks.capacity() * std::mem::size_of::<usize>()
+        self.flat.len() * std::mem::size_of::<(K, V)>()
+            + self.chunks.len() * std::mem::size_of::<Chunk<K, V>>()
+            + self.chunks.capacity() * std::mem::size_of::<usize>()
     }
 
     #[inline(always)]
@@ -91,11 +125,15 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
 
     #[inline(always)]
     fn slot(&self, pos: usize) -> &(K, V) {
+        if pos < self.flat.len() {
+            return &self.flat[pos];
+        }
         &self.chunks[pos >> CHUNK_SHIFT][pos & (CHUNK_SLOTS - 1)]
     }
 
     /// Slot `pos`, writable: its chunk is copied first if an older snapshot shares it.
     fn slot_mut(&mut self, pos: usize) -> &mut (K, V) {
+        self.unflatten();
         &mut Arc::make_mut(&mut self.chunks[pos >> CHUNK_SHIFT])[pos & (CHUNK_SLOTS - 1)]
     }
 
@@ -207,6 +245,7 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
     }
 
     fn rehash(&mut self, size: usize) {
+        self.unflatten();
         let old = std::mem::replace(&mut self.chunks, Self::free_chunks(size, self.filler));
         let old_size = std::mem::replace(&mut self.size, size);
         self.shift = 64 - size.trailing_zeros();
@@ -233,16 +272,23 @@ mod tests {
     use std::collections::HashMap;
 
     proptest! {
-        /// Behaves like a `HashMap` under inserts and removes, the empty-marker key included.
+        /// Behaves like a `HashMap` under inserts and removes, the empty-marker key
+        /// included, before and after flattening (which a later write undoes).
         #[test]
-        fn matches_a_hashmap(ops in proptest::collection::vec((0u8..3, prop_oneof![0u32..64, Just(u32::MAX)], any::<u16>()), 0..400)) {
+        fn matches_a_hashmap(ops in proptest::collection::vec((0u8..4, prop_oneof![0u32..64, Just(u32::MAX)], any::<u16>()), 0..400)) {
             let mut flat: FlatMap<u32, u16> = FlatMap::new(0);
             let mut model: HashMap<u32, u16> = HashMap::new();
             for (op, key, value) in ops {
                 match op {
                     0 => { flat.insert(key, value); model.insert(key, value); }
                     1 => { prop_assert_eq!(flat.remove(key), model.remove(&key)); }
-                    _ => { prop_assert_eq!(*flat.get_or_insert(key, value), *model.entry(key).or_insert(value)); }
+                    2 => { prop_assert_eq!(*flat.get_or_insert(key, value), *model.entry(key).or_insert(value)); }
+                    _ => {
+                        let copy = flat.flattened();
+                        prop_assert!(copy.is_flat());
+                        prop_assert_eq!(copy.iter().collect::<Vec<_>>(), flat.iter().collect::<Vec<_>>());
+                        flat = copy;
+                    }
                 }
                 prop_assert_eq!(flat.len(), model.len());
                 for k in (0..64).chain([u32::MAX]) {
