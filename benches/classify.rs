@@ -1,21 +1,29 @@
 //! Classify rate of the compiled snapshot at 1k / 10k / 50k pods × 100 / 1k / 10k
 //! policies (`control::compile::synthetic` clusters), on one core, over a fixed batch
 //! of probes: mostly pod to pod, some from and to outside addresses, TCP and UDP on
-//! the ports the policies use. Two ways, A/B in one run: `classify` one probe at a
-//! time (`single`), and `classify_burst` over bursts of 32 (`burst`, what a worker's
-//! rx burst of new flows would hand it). Target: ≥ 20 M classify/s at 10k policies.
+//! the ports the policies use. Two ways: `classify` one probe at a time (`single`),
+//! and `classify_burst` over bursts of 32 (`burst`, what a worker's rx burst of new
+//! flows would hand it); each on two snapshots of the same policy, A/B in one run:
+//! `chunked`, as the incremental compiler publishes it after a change (arrays in
+//! shared copy-on-write chunks), and `flat`, its `Snapshot::flattened` copy (what the
+//! control loop publishes in its place once the source is quiet). Also prints the
+//! flatten time and the bytes the flat copy adds. Target: ≥ 20 M classify/s at 10k
+//! policies.
 //! Wall time (criterion's throughput and a quick alternating loop printed beside it):
 //! other load inflates it, so compare the two figures of one line.
 //! A positional argument filters sizes as criterion does, and also skips building
 //! the clusters of sizes it excludes (`cargo bench --bench classify -- 10000pods_10000`).
 
-use control::compile::{compile, synthetic};
+use control::compile::incremental::{Incremental, ObjectChange, Order};
+use control::compile::synthetic;
 use control::model::Model;
+use control::stream::Object;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Probe;
 use dataplane::{Classifier, Verdict};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SIZES: [(usize, usize); 9] =
     [(1_000, 100), (1_000, 1_000), (1_000, 10_000), (10_000, 100), (10_000, 1_000), (10_000, 10_000), (50_000, 100), (50_000, 1_000), (50_000, 10_000)];
@@ -79,6 +87,37 @@ fn probes(model: &Model) -> Vec<(IpAddr, IpAddr, u8, u16)> {
         .collect()
 }
 
+/// The snapshot the incremental compiler publishes for `cluster` after one change (pod
+/// 0's `app` label), chunked as published.
+fn after_a_change(cluster: &control::cluster::Cluster) -> Snapshot {
+    let mut inc = Incremental::new(cluster.clone(), Order::BySource).expect("synthetic cluster is valid");
+    let p = &cluster.pods[0];
+    let mut pod = p.object.clone();
+    pod.metadata.labels.get_or_insert_with(Default::default).insert("app".into(), "moved".into());
+    inc.apply([ObjectChange::Upsert(Object::Pod(pod), p.source.clone())]).expect("valid change");
+    inc.snapshot(2)
+}
+
+/// `classify` over the batch, one probe at a time: the allowed count.
+fn single(snapshot: &Snapshot, batch: &[Probe]) -> u32 {
+    let mut allow = 0u32;
+    for p in batch {
+        allow += snapshot.classify(black_box(p.src), black_box(p.dst), p.proto, p.dst_port).is_allow() as u32;
+    }
+    allow
+}
+
+/// `classify_burst` over the batch in bursts of `BURST`: the allowed count.
+fn burst(snapshot: &Snapshot, batch: &[Probe]) -> u32 {
+    let mut out = [Verdict::NOT_POLICED; BURST];
+    let mut allow = 0u32;
+    for chunk in batch.chunks(BURST) {
+        snapshot.classify_burst(black_box(chunk), &mut out);
+        allow += out[..chunk.len()].iter().map(|v| v.is_allow() as u32).sum::<u32>();
+    }
+    allow
+}
+
 fn bench(c: &mut Criterion) {
     let filters = size_filters();
     let mut g = c.benchmark_group("classify");
@@ -87,51 +126,56 @@ fn bench(c: &mut Criterion) {
     let mut summary = Vec::new();
     for (pods, policies) in SIZES {
         let id = format!("{pods}pods_{policies}policies");
-        if !filters.is_empty() && !filters.iter().any(|f| format!("classify/single/{id} classify/burst/{id}").contains(f.as_str())) {
+        let names = ["chunked_single", "chunked_burst", "flat_single", "flat_burst"].map(|w| format!("classify/{w}/{id}")).join(" ");
+        if !filters.is_empty() && !filters.iter().any(|f| names.contains(f.as_str())) {
             continue;
         }
-        let model = Model::resolve(&synthetic::cluster(pods, policies, 42)).expect("synthetic cluster resolves");
-        let snapshot = compile(&model, 1);
+        let cluster = synthetic::cluster(pods, policies, 42);
+        let model = Model::resolve(&cluster).expect("synthetic cluster resolves");
+        let chunked = after_a_change(&cluster);
+        let mut times = Vec::new();
+        let mut flat = chunked.flattened();
+        for _ in 0..3 {
+            let t = Instant::now();
+            flat = black_box(chunked.flattened());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let flatten_ms = median(times);
         let batch: Vec<Probe> =
             probes(&model).into_iter().map(|(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
-        let st = snapshot.stats();
+        let (st, fst) = (chunked.stats(), flat.stats());
         eprintln!(
-            "snapshot {pods} pods x {policies} policies: {} rule sets, {} table entries, {} v4 segments, {} port lists of {} entries, {} KiB",
-            st.rule_sets, st.identity_entries, st.segments_v4, st.port_lists, st.port_entries, st.memory_bytes / 1024
+            "snapshot {pods} pods x {policies} policies: {} rule sets, {} table entries, {} v4 segments, {} port lists of {} entries, {} KiB chunked; flatten {flatten_ms:.1} ms, flat copy {} KiB more",
+            st.rule_sets, st.identity_entries, st.segments_v4, st.port_lists, st.port_entries, st.memory_bytes / 1024, fst.memory_bytes / 1024
         );
-        let allowed = batch.iter().filter(|p| snapshot.classify(p.src, p.dst, p.proto, p.dst_port).is_allow()).count();
-        let mut out = [Verdict::NOT_POLICED; BURST];
-        let mut single = || {
-            let mut allow = 0u32;
-            for p in &batch {
-                allow += snapshot.classify(black_box(p.src), black_box(p.dst), p.proto, p.dst_port).is_allow() as u32;
-            }
-            black_box(allow);
-        };
-        let mut burst = || {
-            let mut allow = 0u32;
-            for chunk in batch.chunks(BURST) {
-                snapshot.classify_burst(black_box(chunk), &mut out);
-                allow += out[..chunk.len()].iter().map(|v| v.is_allow() as u32).sum::<u32>();
-            }
-            black_box(allow);
-        };
-        g.bench_function(BenchmarkId::new("single", &id), |b| b.iter(&mut single));
-        g.bench_function(BenchmarkId::new("burst", &id), |b| b.iter(&mut burst));
+        let allowed = single(&chunked, &batch);
+        assert_eq!(single(&flat, &batch), allowed, "the flat copy decides like the chunked snapshot");
+        let ways: [(&str, &Snapshot, fn(&Snapshot, &[Probe]) -> u32); 4] =
+            [("chunked_single", &chunked, single), ("flat_single", &flat, single), ("chunked_burst", &chunked, burst), ("flat_burst", &flat, burst)];
+        for (what, snapshot, way) in ways {
+            g.bench_function(BenchmarkId::new(what, &id), |b| b.iter(|| black_box(way(snapshot, &batch))));
+        }
         // A quick wall-clock rate beside criterion's figure (this kernel's per-thread CPU
         // clock reads zero, so wall time it is: note the load average with the figure),
-        // the two ways alternated so that load on the machine hits both alike.
-        let (mut s, mut b) = (Vec::new(), Vec::new());
+        // the four ways alternated so that load on the machine hits all alike.
+        let mut rates = [(); 4].map(|_| Vec::new());
         for _ in 0..3 {
-            s.push(rate(&mut single));
-            b.push(rate(&mut burst));
+            for (r, (_, snapshot, way)) in rates.iter_mut().zip(ways) {
+                r.push(rate(|| {
+                    black_box(way(snapshot, &batch));
+                }));
+            }
         }
-        let (s, b) = (median(s), median(b));
+        let [cs, fs, cb, fb] = rates.map(median);
         summary.push(format!(
-            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; M classify/s wall clock: single {s:.1} ({:.1} ns each), burst of {BURST} {b:.1} ({:.1} ns each), burst/single {:.2}",
-            1e3 / s,
-            1e3 / b,
-            b / s
+            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns), flat/chunked {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns), flat/chunked {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
+            1e3 / cs,
+            1e3 / fs,
+            fs / cs,
+            1e3 / cb,
+            1e3 / fb,
+            fb / cb,
+            fst.memory_bytes / 1024
         ));
     }
     g.finish();

@@ -6,6 +6,8 @@
 //! and rule set that takes it), and one policy's port flipping. Prints each
 //! snapshot's size (bytes per pod and per rule) once. Targets: cold compile of 50k
 //! pods + 10k policies under 1 s; one pod label change or one policy change under 10 ms.
+//! Also `flatten`: `Snapshot::flattened` of the snapshot after those changes (what the
+//! control loop does off the change path once the source is quiet).
 //!
 //! `PALISADE_BENCH_QUICK=1` runs only the 50k × 10k case. All times are wall clock.
 
@@ -115,6 +117,8 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+        let snap = inc.snapshot(round + 1);
+        g.bench_function(BenchmarkId::new("flatten", &id), |b| b.iter(|| snap.flattened()));
     }
     g.finish();
 }

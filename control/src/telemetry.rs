@@ -98,6 +98,9 @@ pub struct PolicyMetrics {
     pub change_to_enforced: Histogram,
     pub applied: Counter,
     pub rejected: Counter,
+    /// Snapshots republished compacted (flattened, same generation) once the source was quiet.
+    pub compacted: Counter,
+    pub compact_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for PolicyMetrics {
@@ -111,6 +114,8 @@ impl Default for PolicyMetrics {
             )),
             applied: Counter::default(),
             rejected: Counter::default(),
+            compacted: Counter::default(),
+            compact_seconds: Gauge::default(),
         }
     }
 }
@@ -226,6 +231,13 @@ impl Telemetry {
         );
         registry.register("palisade_policy_applied", "Policy updates compiled and published", policy.applied.clone());
         registry.register("palisade_policy_rejected", "Policy updates rejected (the previous snapshot stayed in force)", policy.rejected.clone());
+        registry.register("palisade_policy_compacted", "Snapshots republished flattened (same generation) once the policy source was quiet", policy.compacted.clone());
+        registry.register_with_unit(
+            "palisade_snapshot_compact",
+            "Time the last snapshot took to flatten (off the change path)",
+            Unit::Seconds,
+            policy.compact_seconds.clone(),
+        );
         registry.register_collector(Box::new(DataplaneCollector { source }));
         Self { registry, policy }
     }
@@ -335,6 +347,7 @@ mod tests {
             "palisade_snapshot_generation 7",
             "palisade_policy_rejected_total 1",
             "palisade_policy_applied_total 0",
+            "palisade_policy_compacted_total 0",
             "palisade_policy_change_to_enforced_seconds_count 0",
         ] {
             assert!(text.lines().any(|l| l == want), "missing line {want:?} in:\n{text}");

@@ -13,6 +13,13 @@
 //! touches is recompiled, see `compile::incremental`), or any whole-cluster function
 //! ([`CompileFn`]).
 //!
+//! Once the source has been quiet for a poll interval after a publish, a compiler that
+//! has a [`Compactor`] (`IncrementalSnapshots`: `Snapshot::flattened`, which reads
+//! faster than the chunked snapshot a change publishes) has the value in force
+//! compacted on a thread of its own, and the copy replaces it with the same generation
+//! (so the workers re-decide no flow) unless something newer was published meanwhile.
+//! A change is never delayed by it.
+//!
 //! Owns: change detection, debouncing, the publish loop and its timing. Must not
 //! touch: the snapshot's layout (it publishes whatever the compile step returns).
 
@@ -38,6 +45,11 @@ use dataplane::snapshot::Snapshot;
 /// says why it can't (validation or compile errors, already worded for the operator).
 pub type CompileFn<T> = Box<dyn FnMut(&Cluster, u64) -> Result<T, String> + Send>;
 
+/// Turns a published value into one with the same content and generation that is
+/// cheaper to read (a flattened snapshot), or `None` when there is nothing to gain.
+/// Runs off the change path, on a thread of its own.
+pub type Compactor<T> = Arc<dyn Fn(&T) -> Option<T> + Send + Sync>;
+
 /// Turns changes of a policy source into a value to publish (a snapshot) of the given
 /// generation, or says why not. After an error the same changes come again, with any
 /// newer ones, so a compiler may keep state between calls.
@@ -48,6 +60,11 @@ pub trait PolicyCompiler<T>: Send {
     fn events(&mut self, events: &[Event], generation: u64) -> Result<T, String>;
     /// The value just returned is now published (the workers see it).
     fn published(&mut self) {}
+    /// How to compact the value in force once the source is quiet (see [`Compactor`]);
+    /// `None` (the default): values stay as compiled.
+    fn compactor(&self) -> Option<Compactor<T>> {
+        None
+    }
 }
 
 /// A whole-cluster compile function as a [`PolicyCompiler`]: every change re-reads the
@@ -101,6 +118,7 @@ pub struct PolicyWatcher {
     // Kept alive for as long as the watcher runs; dropping it stops inotify.
     _fs_watcher: Option<notify::RecommendedWatcher>,
     outcomes: Receiver<Outcome>,
+    compacted: Receiver<u64>,
 }
 
 /// Debounce window: a burst of file events (an editor's write-rename, `kubectl`'s
@@ -135,6 +153,7 @@ impl PolicyWatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let (change_tx, change_rx) = bounded::<Change>(1024);
         let (outcome_tx, outcome_rx) = bounded::<Outcome>(1024);
+        let (compacted_tx, compacted_rx) = bounded::<u64>(1024);
         let mut threads = Vec::new();
         let mut fs_watcher = None;
 
@@ -174,14 +193,21 @@ impl PolicyWatcher {
         drop(change_tx);
 
         let loop_stop = stop.clone();
-        let control = ControlLoop { dir, target, generation: initial_generation, compiler, metrics, debounce, stop: loop_stop, outcomes: outcome_tx };
+        let compaction = Compaction { compactor: compiler.compactor(), pending: true, running: None, done: compacted_tx };
+        let control = ControlLoop { dir, target, generation: initial_generation, compiler, metrics, debounce, stop: loop_stop, outcomes: outcome_tx, compaction };
         threads.push(std::thread::Builder::new().name("policy".into()).spawn(move || control.run(change_rx))?);
-        Ok(Self { stop, threads, _fs_watcher: fs_watcher, outcomes: outcome_rx })
+        Ok(Self { stop, threads, _fs_watcher: fs_watcher, outcomes: outcome_rx, compacted: compacted_rx })
     }
 
     /// Outcomes of publish attempts, in order (bounded; old ones are dropped if nobody reads).
     pub fn outcomes(&self) -> &Receiver<Outcome> {
         &self.outcomes
+    }
+
+    /// Generations whose compacted copy replaced them in force, in order (bounded like
+    /// `outcomes`).
+    pub fn compacted(&self) -> &Receiver<u64> {
+        &self.compacted
     }
 }
 
@@ -217,18 +243,88 @@ struct ControlLoop<T> {
     debounce: Duration,
     stop: Arc<AtomicBool>,
     outcomes: Sender<Outcome>,
+    compaction: Compaction<T>,
+}
+
+/// The compaction of the value in force: see the module doc.
+struct Compaction<T> {
+    compactor: Option<Compactor<T>>,
+    /// The value in force has not been compacted yet.
+    pending: bool,
+    /// The thread compacting.
+    running: Option<JoinHandle<()>>,
+    /// Generations compacted and stored.
+    done: Sender<u64>,
+}
+
+impl<T: Send + Sync + 'static> Compaction<T> {
+    /// Compact the value in force (`generation`) if not done yet, on a thread of its
+    /// own; not while an earlier one runs. With `wait`, finish before returning.
+    fn start(&mut self, target: &Arc<ArcSwap<T>>, generation: u64, metrics: &PolicyMetrics, wait: bool) {
+        let Some(compactor) = &self.compactor else { return };
+        if self.running.as_ref().is_some_and(|h| !h.is_finished()) && !wait {
+            return;
+        }
+        if let Some(h) = self.running.take() {
+            let _ = h.join();
+        }
+        if !std::mem::replace(&mut self.pending, false) {
+            return;
+        }
+        let current = target.load_full();
+        let (target, compactor, metrics, done) = (target.clone(), compactor.clone(), metrics.clone(), self.done.clone());
+        let job = move || {
+            let started = Instant::now();
+            let Some(value) = compactor(&current) else { return };
+            let took = started.elapsed();
+            // Only in place of the value it was made from: a newer generation published
+            // meanwhile stays (pointer comparison, so not even an equal one is replaced).
+            let replaced = target.compare_and_swap(&current, Arc::new(value));
+            if !Arc::ptr_eq(&replaced, &current) {
+                tracing::debug!(generation, "compacted snapshot dropped: a newer one is in force");
+                return;
+            }
+            drop(replaced);
+            metrics.compacted.inc();
+            metrics.compact_seconds.set(took.as_secs_f64());
+            tracing::debug!(generation, compact_ms = took.as_secs_f64() * 1e3, "policy snapshot compacted (same generation)");
+            let _ = done.try_send(generation);
+        };
+        match std::thread::Builder::new().name("policy-compact".into()).spawn(job) {
+            Ok(h) if wait => {
+                let _ = h.join();
+            }
+            Ok(h) => self.running = Some(h),
+            Err(e) => tracing::warn!("cannot start compacting the snapshot: {e}"),
+        }
+    }
 }
 
 impl<T: Send + Sync + 'static> ControlLoop<T> {
     fn run(mut self, changes: Receiver<Change>) {
+        self.watch(changes);
+        if let Some(h) = self.compaction.running.take() {
+            let _ = h.join();
+        }
+    }
+
+    fn watch(&mut self, changes: Receiver<Change>) {
         let poll = Duration::from_millis(50);
         // Stream events not yet part of a published value (a rejected batch stays here).
         let mut pending: Vec<Event> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let first = match changes.recv_timeout(poll) {
                 Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Quiet for a poll interval: compact what is in force.
+                    self.compaction.start(&self.target, self.generation, &self.metrics, false);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The source ended: what is in force now stays, compacted.
+                    self.compaction.start(&self.target, self.generation, &self.metrics, true);
+                    return;
+                }
             };
             let at = first.at;
             pending.extend(first.event);
@@ -264,6 +360,7 @@ impl<T: Send + Sync + 'static> ControlLoop<T> {
                         "policy snapshot published"
                     );
                     self.compiler.published();
+                    self.compaction.pending = true;
                     Outcome::Published { generation: next }
                 }
                 Err(message) => {
@@ -400,6 +497,12 @@ impl PolicyCompiler<Snapshot> for IncrementalSnapshots {
             let changes = self.inc.take_committed();
             in_force.publish(&self.inc, changes);
         }
+    }
+
+    /// Published snapshots are chunked so that a change costs O(change); once quiet,
+    /// the one in force is replaced by its flattened copy, which reads faster.
+    fn compactor(&self) -> Option<Compactor<Snapshot>> {
+        Some(Arc::new(|s: &Snapshot| (!s.is_flattened()).then(|| s.flattened())))
     }
 }
 
@@ -719,6 +822,109 @@ mod tests {
         writeln!(w, "{}\n{}", pod("DELETED", "bad", "x", "not-an-ip"), pod("MODIFIED", "c", "client", "10.1.0.2")).unwrap();
         assert_eq!(next(), Outcome::Published { generation: 3 });
         assert_eq!(verdict(&target.load(), "10.1.0.2", "10.1.0.1"), Allow);
+        drop(w);
+        drop(watcher);
+    }
+
+    /// Once the stream is quiet after a publish, the snapshot in force is replaced by its
+    /// flattened copy: same generation, same verdicts.
+    #[test]
+    fn a_quiet_source_gets_the_snapshot_in_force_flattened() {
+        use dataplane::Action::Allow;
+        let (r, mut w) = std::io::pipe().unwrap();
+        // Already flat: nothing to compact before the first change.
+        let target = Arc::new(ArcSwap::from_pointee(Snapshot::empty(0).flattened()));
+        let metrics = PolicyMetrics::default();
+        let watcher = PolicyWatcher::start_with(
+            PolicySource::Stream(Box::new(r)),
+            target.clone(),
+            0,
+            Box::new(IncrementalSnapshots::for_stream()),
+            metrics.clone(),
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        use std::io::Write;
+        let policy = r#"{"type":"ADDED","object":{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"web","namespace":"dev"},"spec":{"podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"from":[{"podSelector":{"matchLabels":{"app":"client"}}}]}]}}}"#;
+        writeln!(w, r#"{{"type":"ADDED","object":{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"dev"}}}}}}"#).unwrap();
+        for (name, app, ip) in [("web", "web", "10.1.0.1"), ("c", "client", "10.1.0.2")] {
+            writeln!(w, r#"{{"type":"ADDED","object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"dev","labels":{{"app":"{app}"}}}},"status":{{"podIP":"{ip}"}}}}}}"#).unwrap();
+        }
+        writeln!(w, "{policy}").unwrap();
+        assert_eq!(watcher.outcomes().recv_timeout(Duration::from_secs(10)).unwrap(), Outcome::Published { generation: 1 });
+        assert_eq!(watcher.compacted().recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+        let s = target.load_full();
+        assert!(s.is_flattened());
+        assert_eq!(dataplane::Classifier::generation(&*s), 1);
+        assert_eq!(verdict(&s, "10.1.0.2", "10.1.0.1"), Allow);
+        assert_eq!(verdict(&s, "10.1.0.1", "10.1.0.2"), Allow);
+        assert_eq!(metrics.compacted.get(), 1);
+        assert_eq!(metrics.generation.get(), 1);
+        drop(w);
+        drop(watcher);
+    }
+
+    /// A compiler of `(generation, compacted)` values whose compaction waits for the
+    /// test's go, announcing the generation it started on.
+    struct Gated {
+        started: Sender<u64>,
+        go: Receiver<()>,
+    }
+
+    impl PolicyCompiler<(u64, bool)> for Gated {
+        fn directory(&mut self, _: &Path, generation: u64) -> Result<(u64, bool), String> {
+            Ok((generation, false))
+        }
+        fn events(&mut self, _: &[Event], generation: u64) -> Result<(u64, bool), String> {
+            Ok((generation, false))
+        }
+        fn compactor(&self) -> Option<Compactor<(u64, bool)>> {
+            let (started, go) = (self.started.clone(), self.go.clone());
+            Some(Arc::new(move |&(generation, compacted): &(u64, bool)| {
+                if compacted {
+                    return None;
+                }
+                started.send(generation).unwrap();
+                go.recv().unwrap();
+                Some((generation, true))
+            }))
+        }
+    }
+
+    /// A change published while the previous generation is being compacted is not
+    /// delayed by it, and the older compacted copy never replaces it.
+    #[test]
+    fn a_compacted_copy_never_replaces_a_newer_generation() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let (started_tx, started) = bounded(8);
+        let (go, go_rx) = bounded(8);
+        let target = Arc::new(ArcSwap::from_pointee((0u64, true)));
+        let watcher = PolicyWatcher::start_with(
+            PolicySource::Stream(Box::new(r)),
+            target.clone(),
+            0,
+            Box::new(Gated { started: started_tx, go: go_rx }),
+            PolicyMetrics::default(),
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        let next = || watcher.outcomes().recv_timeout(Duration::from_secs(10)).expect("an outcome");
+        use std::io::Write;
+        writeln!(w, "{}", event("ADDED", "a")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 1 });
+        // Generation 1 is being compacted (and held there) when generation 2 comes.
+        assert_eq!(started.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+        writeln!(w, "{}", event("ADDED", "b")).unwrap();
+        assert_eq!(next(), Outcome::Published { generation: 2 });
+        assert_eq!(**target.load(), (2, false));
+        go.send(()).unwrap();
+        // Generation 2 is compacted next; generation 1's copy was dropped.
+        assert_eq!(started.recv_timeout(Duration::from_secs(10)).unwrap(), 2);
+        assert_eq!(**target.load(), (2, false));
+        go.send(()).unwrap();
+        assert_eq!(watcher.compacted().recv_timeout(Duration::from_secs(10)).unwrap(), 2);
+        assert_eq!(**target.load(), (2, true));
+        assert!(watcher.compacted().try_recv().is_err());
         drop(w);
         drop(watcher);
     }

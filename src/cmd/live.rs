@@ -240,6 +240,7 @@ impl Live {
         out.push(("policy.generation".into(), self.policy.generation.get() as f64));
         out.push(("policy.applied".into(), self.policy.applied.get() as f64));
         out.push(("policy.rejected".into(), self.policy.rejected.get() as f64));
+        out.push(("policy.compacted".into(), self.policy.compacted.get() as f64));
         out
     }
 

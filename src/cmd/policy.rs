@@ -92,7 +92,9 @@ pub fn start(source: &Source) -> Result<PolicyRuntime> {
     let cluster = Arc::new(ArcSwap::from_pointee(cluster));
     metrics.generation.set(1);
     metrics.compile_seconds.set(started.elapsed().as_secs_f64());
-    let snapshots = Arc::new(ArcSwap::from_pointee(first));
+    // Flattened before any worker reads it (reads faster than the chunked build; the
+    // watcher flattens later snapshots once the source is quiet).
+    let snapshots = Arc::new(ArcSwap::from_pointee(first.flattened()));
     let watcher = match watch {
         None => None,
         Some((src, compiler)) => {
@@ -117,6 +119,7 @@ mod tests {
     fn bundled_policies_compile_and_enforce_policy1() {
         let rt = start(&Source::Bundled).unwrap();
         let snap = rt.snapshots.load();
+        assert!(snap.is_flattened());
         // examples/policies: client2-dev (…232) may not open webserver-dev (…233):80.
         let v = snap.classify("10.47.255.232".parse().unwrap(), "10.47.255.233".parse().unwrap(), 6, 80);
         assert_eq!(v.action, Action::Deny);
