@@ -6,8 +6,10 @@
 //! flows would hand it); each on two snapshots of the same policy, A/B in one run:
 //! `chunked`, as the incremental compiler publishes it after a change (arrays in
 //! shared copy-on-write chunks), and `flat`, its `Snapshot::flattened` copy (what the
-//! control loop publishes in its place once the source is quiet). Also prints the
-//! flatten time and the bytes the flat copy adds. Target: ≥ 20 M classify/s at 10k
+//! control loop publishes in its place once the source is quiet); and `whole`, the
+//! whole compile's snapshot (chunked too: what this bench measured before flattening
+//! existed, for A/B against older binaries). Also prints the flatten time and the
+//! bytes the flat copy adds. Target: ≥ 20 M classify/s at 10k
 //! policies.
 //! Wall time (criterion's throughput and a quick alternating loop printed beside it):
 //! other load inflates it, so compare the two figures of one line.
@@ -15,7 +17,7 @@
 //! the clusters of sizes it excludes (`cargo bench --bench classify -- 10000pods_10000`).
 
 use control::compile::incremental::{Incremental, ObjectChange, Order};
-use control::compile::synthetic;
+use control::compile::{compile, synthetic};
 use control::model::Model;
 use control::stream::Object;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -126,13 +128,14 @@ fn bench(c: &mut Criterion) {
     let mut summary = Vec::new();
     for (pods, policies) in SIZES {
         let id = format!("{pods}pods_{policies}policies");
-        let names = ["chunked_single", "chunked_burst", "flat_single", "flat_burst"].map(|w| format!("classify/{w}/{id}")).join(" ");
+        let names = ["chunked_single", "chunked_burst", "flat_single", "flat_burst", "whole_single", "whole_burst"].map(|w| format!("classify/{w}/{id}")).join(" ");
         if !filters.is_empty() && !filters.iter().any(|f| names.contains(f.as_str())) {
             continue;
         }
         let cluster = synthetic::cluster(pods, policies, 42);
         let model = Model::resolve(&cluster).expect("synthetic cluster resolves");
         let chunked = after_a_change(&cluster);
+        let whole = compile(&model, 1);
         let mut times = Vec::new();
         let mut flat = chunked.flattened();
         for _ in 0..3 {
@@ -150,15 +153,21 @@ fn bench(c: &mut Criterion) {
         );
         let allowed = single(&chunked, &batch);
         assert_eq!(single(&flat, &batch), allowed, "the flat copy decides like the chunked snapshot");
-        let ways: [(&str, &Snapshot, fn(&Snapshot, &[Probe]) -> u32); 4] =
-            [("chunked_single", &chunked, single), ("flat_single", &flat, single), ("chunked_burst", &chunked, burst), ("flat_burst", &flat, burst)];
+        let ways: [(&str, &Snapshot, fn(&Snapshot, &[Probe]) -> u32); 6] = [
+            ("chunked_single", &chunked, single),
+            ("flat_single", &flat, single),
+            ("whole_single", &whole, single),
+            ("chunked_burst", &chunked, burst),
+            ("flat_burst", &flat, burst),
+            ("whole_burst", &whole, burst),
+        ];
         for (what, snapshot, way) in ways {
             g.bench_function(BenchmarkId::new(what, &id), |b| b.iter(|| black_box(way(snapshot, &batch))));
         }
         // A quick wall-clock rate beside criterion's figure (this kernel's per-thread CPU
         // clock reads zero, so wall time it is: note the load average with the figure),
-        // the four ways alternated so that load on the machine hits all alike.
-        let mut rates = [(); 4].map(|_| Vec::new());
+        // the ways alternated so that load on the machine hits all alike.
+        let mut rates = [(); 6].map(|_| Vec::new());
         for _ in 0..3 {
             for (r, (_, snapshot, way)) in rates.iter_mut().zip(ways) {
                 r.push(rate(|| {
@@ -166,15 +175,17 @@ fn bench(c: &mut Criterion) {
                 }));
             }
         }
-        let [cs, fs, cb, fb] = rates.map(median);
+        let [cs, fs, ws, cb, fb, wb] = rates.map(median);
         summary.push(format!(
-            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns), flat/chunked {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns), flat/chunked {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
+            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns) whole {ws:.1}, flat/chunked {:.2} flat/whole {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns) whole {wb:.1}, flat/chunked {:.2} flat/whole {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
             1e3 / cs,
             1e3 / fs,
             fs / cs,
+            fs / ws,
             1e3 / cb,
             1e3 / fb,
             fb / cb,
+            fb / wb,
             fst.memory_bytes / 1024
         ));
     }
