@@ -16,7 +16,7 @@
 
 use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
-use super::{table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
+use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -327,9 +327,11 @@ impl SnapshotBuilder {
         let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
         let (mut v4_start, mut v4_len, mut v6_start, mut v6_len) = (self.snap.seg_v4_start.len() as u32, 0, self.snap.seg_v6_start.len() as u32, 0);
         if has_addresses {
+            // Each run is the segments' index keys, then their starts (`segment_run`).
             let v4 = self.sweep(&key, false);
             let starts: Vec<u32> = v4.iter().map(|&(pos, _)| pos as u32).collect();
             let lists: Vec<ListRef> = v4.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            let (starts, lists) = segment_run(&starts, &lists);
             v4_start = self.snap.seg_v4_start.push_run(&starts) as u32;
             let at = self.snap.seg_v4_list.push_run(&lists);
             debug_assert_eq!(at, v4_start as usize);
@@ -337,6 +339,7 @@ impl SnapshotBuilder {
             let v6 = self.sweep(&key, true);
             let starts: Vec<u128> = v6.iter().map(|&(pos, _)| pos).collect();
             let lists: Vec<ListRef> = v6.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            let (starts, lists) = segment_run(&starts, &lists);
             v6_start = self.snap.seg_v6_start.push_run(&starts) as u32;
             let at = self.snap.seg_v6_list.push_run(&lists);
             debug_assert_eq!(at, v6_start as usize);

@@ -288,6 +288,12 @@ fn assert_burst_matches_classify(s: &Snapshot, probes: &[Probe]) {
         assert_eq!(*v, s.classify(p.src, p.dst, p.proto, p.dst_port), "{p:?}");
     }
     assert_eq!(out[probes.len()], sentinel, "classify_burst wrote past its probes");
+    // The staged pipeline itself (`classify_burst` classifies small snapshots singly).
+    s.classify_staged(probes, &mut out);
+    for (p, v) in probes.iter().zip(&out) {
+        assert_eq!(*v, s.classify(p.src, p.dst, p.proto, p.dst_port), "staged {p:?}");
+    }
+    assert_eq!(out[probes.len()], sentinel, "classify_staged wrote past its probes");
 }
 
 #[test]
@@ -316,5 +322,56 @@ proptest::proptest! {
     ) {
         let (s, addrs) = random_snapshot(seed);
         assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    }
+}
+
+/// Strictly ascending segment starts from 0, from `gaps` (each gap ≥ 1).
+fn starts_from_gaps(gaps: &[u32]) -> Vec<u32> {
+    let mut starts = vec![0u32];
+    for &g in gaps {
+        match starts.last().unwrap().checked_add(g) {
+            Some(s) => starts.push(s),
+            None => break,
+        }
+    }
+    starts
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// `count_at_most` counts like the obvious filter, on any length around the window.
+    #[test]
+    fn count_at_most_matches_filter(
+        mut keys in proptest::collection::vec(0u32..200, 0..80),
+        x in 0u32..220,
+    ) {
+        keys.sort_unstable();
+        proptest::prop_assert_eq!(count_at_most(&keys, x, |&k| k), keys.iter().filter(|&&k| k <= x).count());
+    }
+
+    /// `segment_at` over a `segment_run` finds the segment a plain search of the
+    /// starts finds (index of one block, of several, and longer than one line of keys),
+    /// and the list at that position is the segment's.
+    #[test]
+    fn segment_at_matches_partition_point(
+        gaps in proptest::collection::vec(1u32..1000, 0..700),
+        probes in proptest::collection::vec((0usize..700, -2i64..3), 1..40),
+    ) {
+        let starts = starts_from_gaps(&gaps);
+        let lists: Vec<ListRef> = (0..starts.len() as u32).map(|i| (i, i + 1)).collect();
+        let (run, list_run) = segment_run(&starts, &lists);
+        proptest::prop_assert_eq!(run.len(), seg_index_len(starts.len()) + starts.len());
+        let wide: Vec<u128> = run.iter().map(|&s| u128::from(s) << 64).collect();
+        for (pick, delta) in probes {
+            // Near a start (on it, just before, just after), and the ends of the space.
+            let base = i64::from(starts[pick % starts.len()]);
+            for x in [(base + delta).clamp(0, i64::from(u32::MAX)) as u32, 0, u32::MAX] {
+                let want = starts.partition_point(|&s| s <= x) - 1;
+                let at = segment_at(&run, starts.len(), x);
+                proptest::prop_assert_eq!(at, seg_index_len(starts.len()) + want, "x {}", x);
+                proptest::prop_assert_eq!(list_run[at], lists[want]);
+                proptest::prop_assert_eq!(segment_at(&wide, starts.len(), u128::from(x) << 64), at);
+            }
+        }
     }
 }
