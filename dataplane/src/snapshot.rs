@@ -668,9 +668,8 @@ fn count_at_most<T, K: Copy + Ord>(sorted: &[T], x: K, key: impl Fn(&T) -> K) ->
     let mut len = n;
     while len > COUNT_WINDOW {
         let half = len / 2;
-        if key(&sorted[base + half]) <= x {
-            base += half;
-        }
+        // Arithmetic, not a branch: LLVM turns the `if` form into a branch here.
+        base += usize::from(key(&sorted[base + half]) <= x) * half;
         len -= half;
     }
     // Everything before `base` is at most `x`, everything from `base + len` above it;
