@@ -91,13 +91,37 @@ pub(crate) struct Endpoint {
 }
 
 /// One entry of a port list: `proto` (or `ANY_PROTO`) with destination ports
-/// `lo..=hi` is allowed by `rule`.
+/// `lo..=hi` is allowed by `rule`. `proto` and `lo` are kept as one search key
+/// (`port_key`), so a search of a long list compares one load per entry; the order
+/// (key, hi, rule) is (proto, lo, hi, rule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct PortEntry {
-    pub(crate) proto: u8,
-    pub(crate) lo: u16,
+    pub(crate) key: u32,
     pub(crate) hi: u16,
     pub(crate) rule: RuleId,
+}
+
+impl PortEntry {
+    #[inline(always)]
+    pub(crate) const fn new(proto: u8, lo: u16, hi: u16, rule: RuleId) -> PortEntry {
+        PortEntry { key: port_key(proto, lo), hi, rule }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn proto(&self) -> u8 {
+        (self.key >> 16) as u8
+    }
+
+    #[inline(always)]
+    pub(crate) const fn lo(&self) -> u16 {
+        self.key as u16
+    }
+}
+
+/// The search key of `proto`/`port` in a port list: ordered by protocol, then port.
+#[inline(always)]
+const fn port_key(proto: u8, port: u16) -> u32 {
+    ((proto as u32) << 16) | port as u32
 }
 
 /// A port list as `port_entries[start..end]` (`(0, 0)`: no list, nothing allowed).
@@ -334,7 +358,7 @@ impl Snapshot {
             return Self::list_rule_sorted(entries, proto, port);
         }
         for e in entries {
-            if (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi {
+            if (e.proto() == proto || e.proto() == ANY_PROTO) && e.lo() <= port && port <= e.hi {
                 return e.rule;
             }
         }
@@ -346,18 +370,16 @@ impl Snapshot {
     /// what no specific range covers; so the one candidate is found by binary search.
     #[inline(never)]
     fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
-        let key = (u32::from(proto) << 16) | u32::from(port);
-        let i = count_at_most(entries, key, |e| {
-            (u32::from(e.proto) << 16) | u32::from(e.lo)
-        });
+        let key = port_key(proto, port);
+        let i = count_at_most(entries, key, |e| e.key);
         if i > 0 {
             let e = &entries[i - 1];
-            if e.proto == proto && port <= e.hi {
+            if e.proto() == proto && port <= e.hi {
                 return e.rule;
             }
         }
         match entries.last() {
-            Some(e) if e.proto == ANY_PROTO => e.rule,
+            Some(e) if e.proto() == ANY_PROTO => e.rule,
             _ => NONE,
         }
     }

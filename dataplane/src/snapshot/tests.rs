@@ -184,8 +184,8 @@ fn painting_keeps_lowest_rule_per_port() {
     paint_for_test(&mut p, TCP, 100, 200, 1);
     paint_for_test(&mut p, TCP, 50, 300, 2);
     paint_for_test(&mut p, TCP, 150, 160, 3);
-    p.sort_unstable_by_key(|e| (e.proto, e.lo));
-    let got: Vec<_> = p.iter().map(|e| (e.lo, e.hi, e.rule)).collect();
+    p.sort_unstable_by_key(|e| (e.proto(), e.lo()));
+    let got: Vec<_> = p.iter().map(|e| (e.lo(), e.hi, e.rule)).collect();
     assert_eq!(got, vec![(50, 99, 2), (100, 200, 1), (201, 300, 2)]);
 }
 
@@ -371,6 +371,49 @@ proptest::proptest! {
                 proptest::prop_assert_eq!(at, seg_index_len(starts.len()) + want, "x {}", x);
                 proptest::prop_assert_eq!(list_run[at], lists[want]);
                 proptest::prop_assert_eq!(segment_at(&wide, starts.len(), u128::from(x) << 64), at);
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Port lists of any length (scanned when short, searched by key when long) give
+    /// the lowest rule whose protocol and port range allow the probe.
+    #[test]
+    fn port_lists_give_lowest_allowing_rule(
+        entries in proptest::collection::vec((0usize..16, 0u16..300, 0u16..40), 1..48),
+        probes in proptest::collection::vec((0usize..4, 0u16..360), 1..64),
+    ) {
+        const PROTOS: [u8; 4] = [TCP, UDP, 132, ICMP];
+        let mut b = SnapshotBuilder::new(1);
+        let rules: Vec<RuleId> = (0..entries.len()).map(|i| b.add_rule(&format!("r{i}"))).collect();
+        let deny = b.add_rule("deny");
+        // Pick 15 is a rule without ports; the others one protocol's range.
+        let allows = |&(pick, lo, width): &(usize, u16, u16), proto: u8, port: u16| {
+            pick == 15 || (PROTOS[pick % 3] == proto && lo <= port && port <= lo.saturating_add(width))
+        };
+        let set_entries: Vec<RuleSetEntry> = entries
+            .iter()
+            .zip(&rules)
+            .map(|(&(pick, lo, width), &rule)| RuleSetEntry {
+                rule,
+                remote: Remote::Any,
+                ports: if pick == 15 { PortMatch::Any } else { ports(PROTOS[pick % 3], lo, lo.saturating_add(width)) },
+            })
+            .collect();
+        let set = b.add_rule_set(&set_entries);
+        let identity = b.add_identity(0);
+        b.add_endpoint(&[ip("10.0.0.1")], identity, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
+        let s = b.build();
+        for (p, port) in probes {
+            let proto = PROTOS[p];
+            let want = entries.iter().zip(&rules).filter(|(e, _)| allows(e, proto, port)).map(|(_, &r)| r).min();
+            let v = s.classify(ip("8.8.8.8"), ip("10.0.0.1"), proto, port);
+            let got = (v.action, v.ingress_rule);
+            match want {
+                Some(r) => proptest::prop_assert_eq!(got, (Action::Allow, r), "{} {}", proto, port),
+                None => proptest::prop_assert_eq!(got, (Action::Deny, deny), "{} {}", proto, port),
             }
         }
     }
