@@ -93,10 +93,11 @@ fn bench(c: &mut Criterion) {
         };
         let (p, pb, a) = (median(&mut p), median(&mut pb), median(&mut a));
         summary.push(format!(
-            "{rules} rules, {} pods, trace {TRACE}: M lookups/s palisade {p:.1}, palisade burst of {BURST} {pb:.1}, rte_acl burst of {BURST} {a:.1}; ratio to rte_acl: single {:.2}, burst {:.2} (build: snapshot {snap_build:?}, rte_acl {acl_build:?})",
+            "{rules} rules, {} pods, trace {TRACE}: M lookups/s palisade {p:.1}, palisade burst of {BURST} {pb:.1}, rte_acl burst of {BURST} {a:.1}; ratio to rte_acl: single {:.2}, burst {:.2} (build: snapshot {snap_build:?}, rte_acl {acl_build:?}; snapshot {} KiB)",
             groups * 100,
             p / a,
-            pb / a
+            pb / a,
+            snapshot.stats().memory_bytes / 1024
         ));
     }
     group.finish();

@@ -10,8 +10,9 @@
 //!   tables (selector peers: one shared hash map keyed by (rule set, identity) or
 //!   (rule set, namespace); the remote endpoint's identity, else its namespace, else the
 //!   base list: each table's lists include what the later ones would add), and disjoint
-//!   address segments (ipBlock peers; a search of the segment starts that halves down
-//!   to 16 of them and counts those, so it mispredicts no branch), each
+//!   address segments (ipBlock peers; their starts in blocks of 16 behind an index
+//!   of each block's first start: a count of the index keys picks the block, a count
+//!   of its 16 starts the segment, two cache lines and no branch to mispredict), each
 //!   pointing at an interned port list; the lowest rule found decides, and the segment
 //!   search is skipped when the selector part already found a rule below every
 //!   address rule of the set;
@@ -66,6 +67,11 @@ const LINEAR_SCAN: usize = 8;
 /// flight to cover memory latency, few enough that the stage state stays in L1.
 const BURST_CHUNK: usize = 16;
 
+/// Snapshots whose lookup structures span at most this many bytes (`lookup_bytes`)
+/// stay cache-resident under a stream of lookups: `classify_burst` classifies their
+/// probes one at a time, as its stages only pay off when lookups miss.
+const RESIDENT_BYTES: usize = 2 << 20;
+
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
 /// Marks an address-map value as a node id rather than an endpoint id.
@@ -86,13 +92,37 @@ pub(crate) struct Endpoint {
 }
 
 /// One entry of a port list: `proto` (or `ANY_PROTO`) with destination ports
-/// `lo..=hi` is allowed by `rule`.
+/// `lo..=hi` is allowed by `rule`. `proto` and `lo` are kept as one search key
+/// (`port_key`), so a search of a long list compares one load per entry; the order
+/// (key, hi, rule) is (proto, lo, hi, rule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct PortEntry {
-    pub(crate) proto: u8,
-    pub(crate) lo: u16,
+    pub(crate) key: u32,
     pub(crate) hi: u16,
     pub(crate) rule: RuleId,
+}
+
+impl PortEntry {
+    #[inline(always)]
+    pub(crate) const fn new(proto: u8, lo: u16, hi: u16, rule: RuleId) -> PortEntry {
+        PortEntry { key: port_key(proto, lo), hi, rule }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn proto(&self) -> u8 {
+        (self.key >> 16) as u8
+    }
+
+    #[inline(always)]
+    pub(crate) const fn lo(&self) -> u16 {
+        self.key as u16
+    }
+}
+
+/// The search key of `proto`/`port` in a port list: ordered by protocol, then port.
+#[inline(always)]
+const fn port_key(proto: u8, port: u16) -> u32 {
+    ((proto as u32) << 16) | port as u32
 }
 
 /// A port list as `port_entries[start..end]` (`(0, 0)`: no list, nothing allowed).
@@ -121,6 +151,9 @@ pub(crate) struct RuleSetLayout {
     /// Lowest rule of the set's address entries (`NONE` without any): a selector
     /// match below it decides without the segment search.
     pub(crate) addr_min_rule: RuleId,
+    /// Segment runs (`segment_run`) at `seg_v4_start[v4_start..]` and
+    /// `seg_v4_list[v4_start..]`, of `v4_len` segments (and `seg_index_len` index
+    /// keys); likewise for v6.
     pub(crate) v4_start: u32,
     pub(crate) v4_len: u32,
     pub(crate) v6_start: u32,
@@ -244,6 +277,21 @@ impl Snapshot {
         }
     }
 
+    /// About how many bytes a lookup may touch: the lookup arrays' and maps' sizes from
+    /// their lengths (O(1), padding and load factor roughly allowed for).
+    #[inline]
+    fn lookup_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.addr_v4.len() * 2 * size_of::<(u32, u32)>()
+            + self.addr_v6.len() * 2 * size_of::<(u128, u32)>()
+            + self.endpoints.len() * size_of::<Endpoint>()
+            + self.rule_sets.len() * size_of::<RuleSetLayout>()
+            + self.keyed.len() * 2 * size_of::<(u64, ListRef)>()
+            + self.seg_v4_start.len() * (size_of::<u32>() + size_of::<ListRef>())
+            + self.seg_v6_start.len() * (size_of::<u128>() + size_of::<ListRef>())
+            + self.port_entries.len() * size_of::<PortEntry>()
+    }
+
     /// Start loading the address-map slots `end(src)` and `end(dst)` will read (the
     /// first stage of `classify_burst`). Only the v4 map is flat; v6 addresses take
     /// their misses in `end`.
@@ -311,7 +359,7 @@ impl Snapshot {
             return Self::list_rule_sorted(entries, proto, port);
         }
         for e in entries {
-            if (e.proto == proto || e.proto == ANY_PROTO) && e.lo <= port && port <= e.hi {
+            if (e.proto() == proto || e.proto() == ANY_PROTO) && e.lo() <= port && port <= e.hi {
                 return e.rule;
             }
         }
@@ -323,18 +371,16 @@ impl Snapshot {
     /// what no specific range covers; so the one candidate is found by binary search.
     #[inline(never)]
     fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
-        let key = (u32::from(proto) << 16) | u32::from(port);
-        let i = count_at_most(entries, key, |e| {
-            (u32::from(e.proto) << 16) | u32::from(e.lo)
-        });
+        let key = port_key(proto, port);
+        let i = count_at_most(entries, key, |e| e.key);
         if i > 0 {
             let e = &entries[i - 1];
-            if e.proto == proto && port <= e.hi {
+            if e.proto() == proto && port <= e.hi {
                 return e.rule;
             }
         }
         match entries.last() {
-            Some(e) if e.proto == ANY_PROTO => e.rule,
+            Some(e) if e.proto() == ANY_PROTO => e.rule,
             _ => NONE,
         }
     }
@@ -370,15 +416,14 @@ impl Snapshot {
     fn segment_list(&self, layout: &RuleSetLayout, remote: IpAddr) -> Option<ListRef> {
         match remote {
             IpAddr::V4(a) if layout.v4_len != 0 => {
-                let lo = layout.v4_start as usize;
-                let starts = &self.seg_v4_start[lo..lo + layout.v4_len as usize];
-                // Segments start at 0, so the count is at least 1.
-                Some(self.seg_v4_list[lo + count_at_most(starts, u32::from(a), |&s| s) - 1])
+                let (lo, n) = (layout.v4_start as usize, layout.v4_len as usize);
+                let run = &self.seg_v4_start[lo..lo + seg_index_len(n) + n];
+                Some(self.seg_v4_list[lo + segment_at(run, n, u32::from(a))])
             }
             IpAddr::V6(a) if layout.v6_len != 0 => {
-                let lo = layout.v6_start as usize;
-                let starts = &self.seg_v6_start[lo..lo + layout.v6_len as usize];
-                Some(self.seg_v6_list[lo + count_at_most(starts, u128::from(a), |&s| s) - 1])
+                let (lo, n) = (layout.v6_start as usize, layout.v6_len as usize);
+                let run = &self.seg_v6_start[lo..lo + seg_index_len(n) + n];
+                Some(self.seg_v6_list[lo + segment_at(run, n, u128::from(a))])
             }
             _ => None,
         }
@@ -430,6 +475,14 @@ impl Snapshot {
         }
         let list = self.selector_list(set, &self.rule_sets[set as usize], peer);
         self.finish_side(set, default, list, remote, proto, port)
+    }
+
+    /// `classify_burst` through the staged pipeline whatever the snapshot's size (the
+    /// tests check it on small snapshots, which `classify_burst` classifies singly).
+    fn classify_staged(&self, probes: &[Probe], out: &mut [Verdict]) {
+        for (chunk, out) in probes.chunks(BURST_CHUNK).zip(out.chunks_mut(BURST_CHUNK)) {
+            self.classify_chunk(chunk, out);
+        }
     }
 
     /// `classify_burst` for up to `BURST_CHUNK` probes: each stage does one step of
@@ -563,17 +616,20 @@ impl Snapshot {
         }
     }
 
-    /// Request the ends of the segment arrays `segment_list(layout, remote)` searches
-    /// (all of them for the short arrays most rule sets have).
+    /// Request what `segment_list(layout, remote)` reads first: the index (or, for a
+    /// short run, all the starts) and the ends of the lists (all of them for the short
+    /// runs most rule sets have).
     #[inline(always)]
     fn prefetch_segments(&self, layout: &RuleSetLayout, remote: IpAddr) {
         fn ends<S: Copy, L: Copy>(starts: &CowVec<S>, lists: &CowVec<L>, start: u32, len: u32) {
             if len != 0 {
-                let (first, last) = (start as usize, (start + len - 1) as usize);
+                let (first, n) = (start as usize, len as usize);
+                let m = seg_index_len(n);
+                let lists_at = first + m;
                 prefetch_read(&starts[first]);
-                prefetch_read(&starts[last]);
-                prefetch_read(&lists[first]);
-                prefetch_read(&lists[last]);
+                prefetch_read(&starts[if m == 0 { first + n - 1 } else { lists_at - 1 }]);
+                prefetch_read(&lists[lists_at]);
+                prefetch_read(&lists[lists_at + n - 1]);
             }
         }
         match remote {
@@ -620,22 +676,72 @@ fn combine(
 }
 
 /// How many of `sorted` (ascending by `key`) have a key at most `x`. Binary search
-/// down to a window of `COUNT_WINDOW` entries, then a count of that window: compares
-/// and adds, with no branch to mispredict on a random probe (a plain binary search's
-/// selects become branches: LLVM converts loop selects that wait on a load).
+/// down to a window of at most `COUNT_WINDOW` entries, then a count of a window of
+/// exactly `COUNT_WINDOW` entries around it (fixed length: unrolled, vectorised for
+/// `u32` keys): compares and adds, with no branch to mispredict on a random probe (a
+/// plain binary search's selects become branches: LLVM converts loop selects that
+/// wait on a load).
 #[inline(always)]
 fn count_at_most<T, K: Copy + Ord>(sorted: &[T], x: K, key: impl Fn(&T) -> K) -> usize {
+    let n = sorted.len();
+    if n <= COUNT_WINDOW {
+        return sorted.iter().map(|e| u32::from(key(e) <= x)).sum::<u32>() as usize;
+    }
     let mut base = 0usize;
-    let mut len = sorted.len();
+    let mut len = n;
     while len > COUNT_WINDOW {
         let half = len / 2;
-        if key(&sorted[base + half]) <= x {
-            base += half;
-        }
+        // Arithmetic, not a branch: LLVM turns the `if` form into a branch here.
+        base += usize::from(key(&sorted[base + half]) <= x) * half;
         len -= half;
     }
-    // Everything before `base` is at most `x`, everything from `base + len` above it.
-    base + sorted[base..base + len].iter().map(|e| usize::from(key(e) <= x)).sum::<usize>()
+    // Everything before `base` is at most `x`, everything from `base + len` above it;
+    // the window `[w, w + COUNT_WINDOW)` covers `[base, base + len)` and stays in bounds.
+    let w = base.min(n - COUNT_WINDOW);
+    let window: &[T; COUNT_WINDOW] = sorted[w..w + COUNT_WINDOW].try_into().expect("window of COUNT_WINDOW");
+    w + window.iter().map(|e| u32::from(key(e) <= x)).sum::<u32>() as usize
+}
+
+/// Segment starts per block of a rule set's segment run (see `segment_at`).
+const SEG_BLOCK: usize = COUNT_WINDOW;
+
+/// Index keys in front of the `n` (≥ 1) segment starts of a run: the first start of
+/// every block of `SEG_BLOCK` but the first (none for a run of one block).
+#[inline(always)]
+fn seg_index_len(n: usize) -> usize {
+    n.saturating_sub(1) / SEG_BLOCK
+}
+
+/// A rule set's segment run for `starts` (ascending, the first 0) and their lists:
+/// `seg_index_len` index keys, then the starts; the lists get a placeholder under each
+/// index key, so that one position indexes both runs.
+fn segment_run<S: Copy>(starts: &[S], lists: &[ListRef]) -> (Vec<S>, Vec<ListRef>) {
+    let m = seg_index_len(starts.len());
+    let mut run: Vec<S> = (1..=m).map(|b| starts[b * SEG_BLOCK]).collect();
+    run.extend_from_slice(starts);
+    let mut list_run = vec![(0, 0); m];
+    list_run.extend_from_slice(lists);
+    (run, list_run)
+}
+
+/// Position in `run` (a `segment_run` of `n` starts) of the last start at most `x`,
+/// i.e. of the segment holding `x`. The index (one cache line of keys up to 272
+/// segments) picks the block, and one count of `SEG_BLOCK` starts the segment: two
+/// lines where a binary search would touch one per halving.
+#[inline(always)]
+fn segment_at<S: Copy + Ord>(run: &[S], n: usize, x: S) -> usize {
+    let m = seg_index_len(n);
+    let (index, starts) = run.split_at(m);
+    // Segments start at 0, so the counts below are at least 1.
+    if m == 0 {
+        return count_at_most(starts, x, |&s| s) - 1;
+    }
+    let b = count_at_most(index, x, |&s| s);
+    // Starts before block `b` are at most `x` (as is the block's first), starts from
+    // block `b + 1` on above it: count a full window over block `b`, kept in bounds.
+    let w = (b * SEG_BLOCK).min(n - SEG_BLOCK);
+    let window: &[S; SEG_BLOCK] = starts[w..w + SEG_BLOCK].try_into().expect("window of SEG_BLOCK");
+    m + w + window.iter().map(|&s| u32::from(s <= x)).sum::<u32>() as usize - 1
 }
 
 /// Window `count_at_most` counts through: a cache line of `u32` segment starts.
@@ -683,9 +789,14 @@ impl Classifier for Snapshot {
             out.len(),
             probes.len()
         );
-        for (chunk, out) in probes.chunks(BURST_CHUNK).zip(out.chunks_mut(BURST_CHUNK)) {
-            self.classify_chunk(chunk, out);
+        if self.lookup_bytes() <= RESIDENT_BYTES {
+            // Everything stays in cache: the stages would cost more than they hide.
+            for (p, v) in probes.iter().zip(out.iter_mut()) {
+                *v = self.classify(p.src, p.dst, p.proto, p.dst_port);
+            }
+            return;
         }
+        self.classify_staged(probes, out);
     }
 }
 

@@ -16,7 +16,7 @@
 
 use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
-use super::{table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
+use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -117,7 +117,7 @@ impl SnapshotBuilder {
                 seg_v4_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u32>()),
                 seg_v6_start: CowVec::new(0),
                 seg_v6_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u128>()),
-                port_entries: CowVec::new(PortEntry { proto: 0, lo: 1, hi: 0, rule: NONE }),
+                port_entries: CowVec::new(PortEntry::new(0, 1, 0, NONE)),
                 port_lists: 0,
                 rule_names: CowVec::new(0),
                 name_spans: CowVec::new((0, 0)),
@@ -327,9 +327,11 @@ impl SnapshotBuilder {
         let has_addresses = key.iter().any(|e| matches!(e.remote, Remote::Addresses(_)));
         let (mut v4_start, mut v4_len, mut v6_start, mut v6_len) = (self.snap.seg_v4_start.len() as u32, 0, self.snap.seg_v6_start.len() as u32, 0);
         if has_addresses {
+            // Each run is the segments' index keys, then their starts (`segment_run`).
             let v4 = self.sweep(&key, false);
             let starts: Vec<u32> = v4.iter().map(|&(pos, _)| pos as u32).collect();
             let lists: Vec<ListRef> = v4.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            let (starts, lists) = segment_run(&starts, &lists);
             v4_start = self.snap.seg_v4_start.push_run(&starts) as u32;
             let at = self.snap.seg_v4_list.push_run(&lists);
             debug_assert_eq!(at, v4_start as usize);
@@ -337,6 +339,7 @@ impl SnapshotBuilder {
             let v6 = self.sweep(&key, true);
             let starts: Vec<u128> = v6.iter().map(|&(pos, _)| pos).collect();
             let lists: Vec<ListRef> = v6.iter().map(|&(_, l)| self.list_ref(l)).collect();
+            let (starts, lists) = segment_run(&starts, &lists);
             v6_start = self.snap.seg_v6_start.push_run(&starts) as u32;
             let at = self.snap.seg_v6_list.push_run(&lists);
             debug_assert_eq!(at, v6_start as usize);
@@ -627,7 +630,7 @@ impl SnapshotBuilder {
             match entries[i as usize].ports {
                 PortMatch::Any => {
                     // Every later (higher) rule is shadowed by this one.
-                    painted.push(PortEntry { proto: ANY_PROTO, lo: 0, hi: u16::MAX, rule });
+                    painted.push(PortEntry::new(ANY_PROTO, 0, u16::MAX, rule));
                     break;
                 }
                 PortMatch::Ports { proto, lo, hi } => paint(&mut painted, proto, lo, hi, rule),
@@ -637,14 +640,14 @@ impl SnapshotBuilder {
             self.scratch = painted;
             return NONE;
         }
-        painted.sort_unstable_by_key(|e| (e.proto, e.lo));
+        painted.sort_unstable_by_key(|e| e.key);
         // Merge adjacent ranges decided by the same rule.
         let mut w = 0;
         for r in 0..painted.len() {
             let e = painted[r];
             if w > 0 {
                 let p = &mut painted[w - 1];
-                if p.proto == e.proto && p.rule == e.rule && p.hi as u32 + 1 == e.lo as u32 {
+                if p.proto() == e.proto() && p.rule == e.rule && p.hi as u32 + 1 == e.lo() as u32 {
                     p.hi = e.hi;
                     continue;
                 }
@@ -691,19 +694,19 @@ pub(super) fn paint(painted: &mut Vec<PortEntry>, proto: u8, lo: u16, hi: u16, r
     let n = painted.len();
     while cur <= hi {
         // Skip past a painted range covering `cur`, else paint up to the next one.
-        let covering = painted[..n].iter().find(|e| e.proto == proto && e.lo as u32 <= cur && cur <= e.hi as u32);
+        let covering = painted[..n].iter().find(|e| e.proto() == proto && e.lo() as u32 <= cur && cur <= e.hi as u32);
         if let Some(e) = covering {
             cur = e.hi as u32 + 1;
             continue;
         }
         let next = painted[..n]
             .iter()
-            .filter(|e| e.proto == proto && e.lo as u32 > cur)
-            .map(|e| e.lo as u32)
+            .filter(|e| e.proto() == proto && e.lo() as u32 > cur)
+            .map(|e| e.lo() as u32)
             .min()
             .unwrap_or(u32::MAX);
         let end = hi.min(next.saturating_sub(1));
-        painted.push(PortEntry { proto, lo: cur as u16, hi: end as u16, rule });
+        painted.push(PortEntry::new(proto, cur as u16, end as u16, rule));
         cur = end + 1;
     }
 }

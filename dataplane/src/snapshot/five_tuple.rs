@@ -161,29 +161,46 @@ mod tests {
         }).map(|i| i as u32)
     }
 
+    /// Checks that `set`'s snapshot decides `probes` trace probes as the first matching
+    /// rule would, one at a time, in bursts and through the staged pipeline alike.
+    fn check_first_match(set: &FiveTupleSet, probes: usize, seed: u64) -> Result<(), TestCaseError> {
+        let snapshot = set.snapshot(1);
+        let deny = set.rules.len() as u32;
+        let trace = set.trace(probes, seed);
+        let flows: Vec<Flow> =
+            trace.iter().map(|p| Flow { src: IpAddr::V4(p.0), dst: IpAddr::V4(p.1), proto: p.2, dst_port: p.4 }).collect();
+        let mut burst = vec![Verdict::NOT_POLICED; flows.len()];
+        snapshot.classify_burst(&flows, &mut burst);
+        let mut staged = vec![Verdict::NOT_POLICED; flows.len()];
+        snapshot.classify_staged(&flows, &mut staged);
+        for ((probe, burst), staged) in trace.into_iter().zip(burst).zip(staged) {
+            let v = snapshot.classify(IpAddr::V4(probe.0), IpAddr::V4(probe.1), probe.2, probe.4);
+            prop_assert_eq!(burst, v);
+            prop_assert_eq!(staged, v);
+            prop_assert_eq!(v.egress_rule, NO_RULE);
+            match first_match(set, probe) {
+                Some(rule) => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Allow, Reason::Allowed, rule)),
+                None => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Deny, Reason::DeniedByIngress, deny)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule sets of many address segments (an index longer than one line of keys).
+    #[test]
+    fn long_segment_runs_match_first_match() {
+        for (groups, rules, seed) in [(2u32, 300u32, 3u64), (1, 900, 11), (3, 120, 5)] {
+            check_first_match(&FiveTupleSet::synthetic(groups, 4, rules, seed), 1500, seed ^ 0xabcd).unwrap();
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         /// The compiled snapshot decides every probe as the first matching rule would,
         /// one at a time and in bursts alike.
         #[test]
         fn snapshot_matches_first_match(seed in any::<u64>(), groups in 1u32..6, rules in 0u32..40) {
-            let set = FiveTupleSet::synthetic(groups, 3, rules, seed);
-            let snapshot = set.snapshot(1);
-            let deny = set.rules.len() as u32;
-            let trace = set.trace(300, seed ^ 0x5555);
-            let flows: Vec<Flow> =
-                trace.iter().map(|p| Flow { src: IpAddr::V4(p.0), dst: IpAddr::V4(p.1), proto: p.2, dst_port: p.4 }).collect();
-            let mut burst = vec![Verdict::NOT_POLICED; flows.len()];
-            snapshot.classify_burst(&flows, &mut burst);
-            for (probe, burst) in trace.into_iter().zip(burst) {
-                let v = snapshot.classify(IpAddr::V4(probe.0), IpAddr::V4(probe.1), probe.2, probe.4);
-                prop_assert_eq!(burst, v);
-                prop_assert_eq!(v.egress_rule, NO_RULE);
-                match first_match(&set, probe) {
-                    Some(rule) => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Allow, Reason::Allowed, rule)),
-                    None => prop_assert_eq!((v.action, v.reason, v.ingress_rule), (Action::Deny, Reason::DeniedByIngress, deny)),
-                }
-            }
+            check_first_match(&FiveTupleSet::synthetic(groups, 3, rules, seed), 300, seed ^ 0x5555)?;
         }
     }
 }

@@ -184,8 +184,8 @@ fn painting_keeps_lowest_rule_per_port() {
     paint_for_test(&mut p, TCP, 100, 200, 1);
     paint_for_test(&mut p, TCP, 50, 300, 2);
     paint_for_test(&mut p, TCP, 150, 160, 3);
-    p.sort_unstable_by_key(|e| (e.proto, e.lo));
-    let got: Vec<_> = p.iter().map(|e| (e.lo, e.hi, e.rule)).collect();
+    p.sort_unstable_by_key(|e| (e.proto(), e.lo()));
+    let got: Vec<_> = p.iter().map(|e| (e.lo(), e.hi, e.rule)).collect();
     assert_eq!(got, vec![(50, 99, 2), (100, 200, 1), (201, 300, 2)]);
 }
 
@@ -288,6 +288,12 @@ fn assert_burst_matches_classify(s: &Snapshot, probes: &[Probe]) {
         assert_eq!(*v, s.classify(p.src, p.dst, p.proto, p.dst_port), "{p:?}");
     }
     assert_eq!(out[probes.len()], sentinel, "classify_burst wrote past its probes");
+    // The staged pipeline itself (`classify_burst` classifies small snapshots singly).
+    s.classify_staged(probes, &mut out);
+    for (p, v) in probes.iter().zip(&out) {
+        assert_eq!(*v, s.classify(p.src, p.dst, p.proto, p.dst_port), "staged {p:?}");
+    }
+    assert_eq!(out[probes.len()], sentinel, "classify_staged wrote past its probes");
 }
 
 #[test]
@@ -316,5 +322,99 @@ proptest::proptest! {
     ) {
         let (s, addrs) = random_snapshot(seed);
         assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    }
+}
+
+/// Strictly ascending segment starts from 0, from `gaps` (each gap ≥ 1).
+fn starts_from_gaps(gaps: &[u32]) -> Vec<u32> {
+    let mut starts = vec![0u32];
+    for &g in gaps {
+        match starts.last().unwrap().checked_add(g) {
+            Some(s) => starts.push(s),
+            None => break,
+        }
+    }
+    starts
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// `count_at_most` counts like the obvious filter, on any length around the window.
+    #[test]
+    fn count_at_most_matches_filter(
+        mut keys in proptest::collection::vec(0u32..200, 0..80),
+        x in 0u32..220,
+    ) {
+        keys.sort_unstable();
+        proptest::prop_assert_eq!(count_at_most(&keys, x, |&k| k), keys.iter().filter(|&&k| k <= x).count());
+    }
+
+    /// `segment_at` over a `segment_run` finds the segment a plain search of the
+    /// starts finds (index of one block, of several, and longer than one line of keys),
+    /// and the list at that position is the segment's.
+    #[test]
+    fn segment_at_matches_partition_point(
+        gaps in proptest::collection::vec(1u32..1000, 0..700),
+        probes in proptest::collection::vec((0usize..700, -2i64..3), 1..40),
+    ) {
+        let starts = starts_from_gaps(&gaps);
+        let lists: Vec<ListRef> = (0..starts.len() as u32).map(|i| (i, i + 1)).collect();
+        let (run, list_run) = segment_run(&starts, &lists);
+        proptest::prop_assert_eq!(run.len(), seg_index_len(starts.len()) + starts.len());
+        let wide: Vec<u128> = run.iter().map(|&s| u128::from(s) << 64).collect();
+        for (pick, delta) in probes {
+            // Near a start (on it, just before, just after), and the ends of the space.
+            let base = i64::from(starts[pick % starts.len()]);
+            for x in [(base + delta).clamp(0, i64::from(u32::MAX)) as u32, 0, u32::MAX] {
+                let want = starts.partition_point(|&s| s <= x) - 1;
+                let at = segment_at(&run, starts.len(), x);
+                proptest::prop_assert_eq!(at, seg_index_len(starts.len()) + want, "x {}", x);
+                proptest::prop_assert_eq!(list_run[at], lists[want]);
+                proptest::prop_assert_eq!(segment_at(&wide, starts.len(), u128::from(x) << 64), at);
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Port lists of any length (scanned when short, searched by key when long) give
+    /// the lowest rule whose protocol and port range allow the probe.
+    #[test]
+    fn port_lists_give_lowest_allowing_rule(
+        entries in proptest::collection::vec((0usize..16, 0u16..300, 0u16..40), 1..48),
+        probes in proptest::collection::vec((0usize..4, 0u16..360), 1..64),
+    ) {
+        const PROTOS: [u8; 4] = [TCP, UDP, 132, ICMP];
+        let mut b = SnapshotBuilder::new(1);
+        let rules: Vec<RuleId> = (0..entries.len()).map(|i| b.add_rule(&format!("r{i}"))).collect();
+        let deny = b.add_rule("deny");
+        // Pick 15 is a rule without ports; the others one protocol's range.
+        let allows = |&(pick, lo, width): &(usize, u16, u16), proto: u8, port: u16| {
+            pick == 15 || (PROTOS[pick % 3] == proto && lo <= port && port <= lo.saturating_add(width))
+        };
+        let set_entries: Vec<RuleSetEntry> = entries
+            .iter()
+            .zip(&rules)
+            .map(|(&(pick, lo, width), &rule)| RuleSetEntry {
+                rule,
+                remote: Remote::Any,
+                ports: if pick == 15 { PortMatch::Any } else { ports(PROTOS[pick % 3], lo, lo.saturating_add(width)) },
+            })
+            .collect();
+        let set = b.add_rule_set(&set_entries);
+        let identity = b.add_identity(0);
+        b.add_endpoint(&[ip("10.0.0.1")], identity, None, Isolation::Isolated { rules: set, default_rule: deny }, Isolation::Open);
+        let s = b.build();
+        for (p, port) in probes {
+            let proto = PROTOS[p];
+            let want = entries.iter().zip(&rules).filter(|(e, _)| allows(e, proto, port)).map(|(_, &r)| r).min();
+            let v = s.classify(ip("8.8.8.8"), ip("10.0.0.1"), proto, port);
+            let got = (v.action, v.ingress_rule);
+            match want {
+                Some(r) => proptest::prop_assert_eq!(got, (Action::Allow, r), "{} {}", proto, port),
+                None => proptest::prop_assert_eq!(got, (Action::Deny, deny), "{} {}", proto, port),
+            }
+        }
     }
 }
