@@ -446,6 +446,47 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The staging fast path (`parse::parse_fast_v4`, `FlowKey::new_v4`) gives exactly
+    /// what the full parse gives, on well-formed and mutated frames alike.
+    #[test]
+    fn fast_v4_agrees_with_parse(
+        picks in proptest::collection::vec((0usize..6, any::<u16>(), any::<u8>(), 0usize..120), 1..60)
+    ) {
+        let seeds = [
+            craft::tcp(sock("10.0.0.1:1"), sock("10.0.0.2:80"), SYN),
+            craft::tcp(sock("10.0.0.9:443"), sock("10.0.0.2:80"), PSH | ACK),
+            craft::udp(sock("10.0.0.1:5"), sock("10.0.0.2:53"), b"abc"),
+            craft::with_vlans(&craft::udp(sock("10.0.0.1:5"), sock("10.0.0.2:53"), b""), &[1, 2]),
+            craft::echo(ip(A), ip(B), true, 1, 1),
+            craft::fragments(ip(A), ip(B), &L4::Udp { src_port: 1, dst_port: 53, payload: &[0; 40] }, 5, 16)[0].clone(),
+        ];
+        let pipeline = Harness::new().pipeline;
+        for (seed, at, value, cut) in picks {
+            let mut frame = seeds[seed].clone();
+            let at = usize::from(at) % frame.len();
+            frame[at] = value;
+            frame.truncate(frame.len().min(cut.max(1) + 14));
+            let Some(fast) = parse::parse_fast_v4(&frame) else {
+                continue;
+            };
+            let Parsed::Ip(meta) = parse::parse(&frame) else {
+                panic!("fast path took a frame parse does not report as IP: {frame:?}");
+            };
+            prop_assert_eq!(meta.kind, Kind::Plain);
+            prop_assert_eq!(meta.fragment, None);
+            prop_assert!(meta.is_v4);
+            let addrs = (crate::flow::key::v4_mapped(fast.src.to_be_bytes()), crate::flow::key::v4_mapped(fast.dst.to_be_bytes()));
+            prop_assert_eq!((addrs.0, addrs.1, fast.protocol, fast.src_port, fast.dst_port), (meta.src, meta.dst, meta.protocol, meta.src_port, meta.dst_port));
+            prop_assert_eq!((fast.tcp_flags, fast.vlan), (meta.tcp_flags, meta.vlan));
+            let staged = pipeline.stage(&frame);
+            let full = pipeline.stage_meta(&meta);
+            prop_assert_eq!((staged.key, staged.hash, staged.side, staged.class), (full.key, full.hash, full.side, full.class));
+            prop_assert_eq!((staged.protocol, staged.tcp_flags, staged.is_v4), (full.protocol, full.tcp_flags, full.is_v4));
+        }
+    }
+}
+
 /// One frame of the mixed traffic `admit_burst` is checked on: few hosts and ports, so
 /// later frames of a burst meet flows earlier ones opened (both directions, v4 and v6,
 /// VLANs, echo, ICMP errors, fragments, ARP, truncated frames).
