@@ -601,13 +601,18 @@ impl<S: Classifier> Pipeline<S> {
         };
         // Opened by its own source, the connection is the packet's own.
         let verdict = if initiator == side { self.own_verdict(staged) } else { self.classify_key(&key, initiator) };
-        let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
-        entry.count(entry.direction(side), len, self.now);
+        let (generation, now) = (self.generation, self.now);
+        let direction = if side == initiator { ORIG } else { REPLY };
         if !verdict.is_allow() && self.link.as_ref().is_some_and(|l| l.log_denied) {
+            let entry = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
             self.log_flow(FlowEventKind::Denied, &key, &entry);
         }
-        match self.flows.insert(key, hash, entry) {
-            Ok(_) => self.counters.flow_inserts += 1,
+        match self.flows.insert_key(&key, hash) {
+            Ok(index) => {
+                // Written in place (see `FlowTable::insert_key`).
+                *self.flows.entry_mut(index) = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
+                self.counters.flow_inserts += 1;
+            }
             Err(_) => self.counters.flow_table_full += 1,
         }
         self.outcome(&verdict)
@@ -830,8 +835,13 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
     /// depend on a flow an earlier one of the burst inserted), with the memory latency
     /// overlapped: stage every frame of a chunk first (parse, key, hash) and prefetch the
     /// slots their lookups start at, then prefetch the records those slots point to,
-    /// classify the chunk's TCP SYNs together (`Classifier::classify_burst`, which
-    /// overlaps the snapshot's misses), then decide each packet in order.
+    /// classify the chunk's new connections together (`Classifier::classify_burst`,
+    /// which overlaps the snapshot's misses), then decide each packet in order. The new
+    /// connections are the TCP SYNs and the packets of other protocols (UDP, SCTP, echo
+    /// requests, ...) whose slot chain shows no flow: such a packet opens one, classified
+    /// as its own connection. A guess that an earlier packet of the burst proves wrong
+    /// costs a classification, never a different verdict: the burst's verdict is the one
+    /// `classify_packet` would give.
     fn admit_burst(&mut self, frames: &[&[u8]], _in_port: u16, verdicts: &mut [bool]) {
         const NO_PROBE: u8 = u8::MAX;
         let mut staged = [Staged::bare(Class::Malformed); BURST];
@@ -840,7 +850,7 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
         let mut probe_of = [NO_PROBE; BURST];
         let mut classified = [Verdict::NOT_POLICED; BURST];
         for (frames, verdicts) in frames.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
-            let mut syns = 0;
+            let mut opening = 0;
             for (i, frame) in frames.iter().enumerate() {
                 self.stage_into(frame, &mut staged[i]);
                 let s = &staged[i];
@@ -850,19 +860,24 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
                     // A SYN without ACK almost always misses the flow table and is
                     // classified as a connection of its own.
                     if s.class == Class::Track && s.is_syn() {
-                        probes[syns] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
-                        probe_of[i] = syns as u8;
-                        syns += 1;
+                        probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
+                        probe_of[i] = opening as u8;
+                        opening += 1;
                     }
                 }
             }
-            for s in &staged[..frames.len()] {
-                if s.has_lookup() {
-                    self.flows.prefetch_record(s.hash);
+            for (i, s) in staged[..frames.len()].iter().enumerate() {
+                if s.has_lookup() && !self.flows.prefetch_record(s.hash) && s.class == Class::Track && s.protocol != ip_proto::TCP {
+                    probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
+                    probe_of[i] = opening as u8;
+                    opening += 1;
                 }
             }
-            if syns != 0 {
-                self.snapshot.classify_burst(&probes[..syns], &mut classified[..syns]);
+            if opening != 0 {
+                // Each new connection will likely take a pool record: fetch them while
+                // the snapshot classifies.
+                self.flows.prefetch_free(opening);
+                self.snapshot.classify_burst(&probes[..opening], &mut classified[..opening]);
             }
             for (i, (frame, verdict)) in frames.iter().zip(verdicts.iter_mut()).enumerate() {
                 self.preclassified = match probe_of[i] {
