@@ -319,6 +319,9 @@ impl Staged {
 /// Frames `admit_burst` stages at once (the worker's rx burst).
 const BURST: usize = 32;
 
+/// Frames staged between a frame's slot prefetch and its record prefetch.
+const RECORD_LAG: usize = 8;
+
 /// How a packet that found no flow may start one.
 enum Opening {
     /// Start a flow with this initiator side and TCP state.
@@ -435,6 +438,18 @@ impl<S: Classifier> Pipeline<S> {
         };
         let hash = self.flows.hash(&key);
         Staged { key, hash, side, class, protocol: meta.protocol, tcp_flags: meta.tcp_flags, is_v4: meta.is_v4 }
+    }
+
+    /// Prefetch the record a staged frame's lookup will compare. Returns whether the frame
+    /// opens a connection of its own unless an earlier frame of its burst opens it first:
+    /// a non-TCP packet with a flow key (a TCP one needs a SYN, an echo reply a request)
+    /// whose slot chain shows no flow.
+    #[inline(always)]
+    fn prefetch_record(&self, staged: &Staged) -> bool {
+        staged.has_lookup()
+            && !self.flows.prefetch_record(staged.hash)
+            && staged.class == Class::Track
+            && staged.protocol != ip_proto::TCP
     }
 
     /// Decide one staged frame (`stage(frame)`); counts it.
@@ -834,7 +849,7 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
     /// The same decisions as `admit` frame by frame, in the same order (a packet may
     /// depend on a flow an earlier one of the burst inserted), with the memory latency
     /// overlapped: stage every frame of a chunk first (parse, key, hash) and prefetch the
-    /// slots their lookups start at, then prefetch the records those slots point to,
+    /// slots their lookups start at and, a few frames later, the records they point to,
     /// classify the chunk's new connections together (`Classifier::classify_burst`,
     /// which overlaps the snapshot's misses), then decide each packet in order. The new
     /// connections are the TCP SYNs and the packets of other protocols (UDP, SCTP, echo
@@ -850,27 +865,36 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
         let mut probe_of = [NO_PROBE; BURST];
         let mut classified = [Verdict::NOT_POLICED; BURST];
         for (frames, verdicts) in frames.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
+            let n = frames.len();
             let mut opening = 0;
+            probe_of[..n].fill(NO_PROBE);
+            let mut probe = |i: usize, s: &Staged| {
+                probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
+                probe_of[i] = opening as u8;
+                opening += 1;
+            };
+            // The record of frame `i - RECORD_LAG` is prefetched once frame `i` is staged:
+            // its slot line, prefetched `RECORD_LAG` frames ago, has had time to arrive.
             for (i, frame) in frames.iter().enumerate() {
                 self.stage_into(frame, &mut staged[i]);
                 let s = &staged[i];
-                probe_of[i] = NO_PROBE;
                 if s.has_lookup() {
                     self.flows.prefetch_slot(s.hash);
                     // A SYN without ACK almost always misses the flow table and is
                     // classified as a connection of its own.
                     if s.class == Class::Track && s.is_syn() {
-                        probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
-                        probe_of[i] = opening as u8;
-                        opening += 1;
+                        probe(i, s);
+                    }
+                }
+                if let Some(j) = i.checked_sub(RECORD_LAG) {
+                    if self.prefetch_record(&staged[j]) {
+                        probe(j, &staged[j]);
                     }
                 }
             }
-            for (i, s) in staged[..frames.len()].iter().enumerate() {
-                if s.has_lookup() && !self.flows.prefetch_record(s.hash) && s.class == Class::Track && s.protocol != ip_proto::TCP {
-                    probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
-                    probe_of[i] = opening as u8;
-                    opening += 1;
+            for j in n.saturating_sub(RECORD_LAG)..n {
+                if self.prefetch_record(&staged[j]) {
+                    probe(j, &staged[j]);
                 }
             }
             if opening != 0 {
