@@ -1,6 +1,7 @@
 //! Parse rate: `pipeline::parse::parse` (Ethernet, VLANs, IPv4/IPv6 with extension
-//! headers, transport) over a fixed mix of frames, one core, no flow lookup.
-//! Part of the hit-path target: parse + lookup ≤ 50 ns per packet.
+//! headers, transport) over a fixed mix of frames, one core, no flow lookup; and
+//! `parse::parse_fast_v4`, the pipeline's path for IPv4 TCP and UDP (`fast/...`, the
+//! frames it takes). Part of the hit-path target: parse + lookup ≤ 50 ns per packet.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::pipeline::craft::{self, L4};
@@ -33,6 +34,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (name, frame) in frames() {
         group.bench_function(name, |b| b.iter(|| parse::parse(black_box(&frame))));
+        if parse::parse_fast_v4(&frame).is_some() {
+            group.bench_function(format!("fast/{name}"), |b| b.iter(|| parse::parse_fast_v4(black_box(&frame))));
+        }
     }
     group.finish();
 }

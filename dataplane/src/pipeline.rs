@@ -241,17 +241,86 @@ fn flow_record(key: &FlowKey, entry: &FlowEntry) -> FlowRecord {
     }
 }
 
-/// A packet's flow key, the side it came from and the key's hash: computed for a whole
-/// burst before any lookup, so the table lines can be prefetched.
+/// What a staged frame is to the flow logic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Class {
+    /// Carries its own ports (or echo identifier): looked up, tracked, may open a flow.
+    Track,
+    /// An ICMP(v6) echo reply: looked up like `Track`, never opens a flow.
+    EchoReply,
+    /// An ICMP(v6) error: follows the flow of the datagram it quotes (the staged key).
+    Quoted,
+    /// A fragment, first or not: parsed again when decided (rare; it needs all of `Meta`).
+    Fragment,
+    Passthrough,
+    Malformed,
+    BadFragment,
+}
+
+/// A frame as the pipeline decides it: its class, the flow key its lookup uses (its own,
+/// or the quoted datagram's), the side its source is on, the key's hash, and the few
+/// header fields the decision reads. A burst stages every frame before any lookup, so
+/// the table lines can be prefetched; the record is small and written in whole words
+/// (a copied `Parsed`, written field by field, stalled the reads that followed it).
 #[derive(Clone, Copy)]
-struct Lookup {
+struct Staged {
     key: FlowKey,
-    side: Side,
     hash: u32,
+    side: Side,
+    class: Class,
+    protocol: u8,
+    /// TCP flag byte, 0 for other protocols.
+    tcp_flags: u8,
+    is_v4: bool,
+}
+
+impl Staged {
+    /// A frame decided without a lookup.
+    #[inline]
+    fn bare(class: Class) -> Staged {
+        Staged { key: FlowKey::default(), hash: 0, side: Side::Lo, class, protocol: 0, tcp_flags: 0, is_v4: false }
+    }
+
+    /// Whether the decision looks `key` up.
+    #[inline]
+    fn has_lookup(&self) -> bool {
+        matches!(self.class, Class::Track | Class::EchoReply | Class::Quoted)
+    }
+
+    /// A TCP SYN without ACK: the packet that opens a connection (`Meta::is_syn`).
+    #[inline]
+    fn is_syn(&self) -> bool {
+        self.protocol == ip_proto::TCP && self.tcp_flags & (SYN | ACK) == SYN
+    }
+
+    /// The packet's own source and destination (not the quoted datagram's), as `Meta`'s.
+    #[inline]
+    fn src_ip(&self) -> IpAddr {
+        self.key.ip(self.side, self.is_v4)
+    }
+
+    #[inline]
+    fn dst_ip(&self) -> IpAddr {
+        self.key.ip(self.side.other(), self.is_v4)
+    }
+
+    #[inline]
+    fn src_port(&self) -> u16 {
+        self.key.port(self.side)
+    }
+
+    #[inline]
+    fn dst_port(&self) -> u16 {
+        self.key.port(self.side.other())
+    }
 }
 
 /// Frames `admit_burst` stages at once (the worker's rx burst).
 const BURST: usize = 32;
+
+/// Frames staged between a frame's slot prefetch and its record prefetch.
+const RECORD_LAG: usize = 8;
 
 /// How a packet that found no flow may start one.
 enum Opening {
@@ -323,66 +392,122 @@ impl<S: Classifier> Pipeline<S> {
         self.flows.iter().map(|(key, entry)| flow_record(key, entry))
     }
 
-    /// The flow-table lookup a parsed packet will make, if any: its own key for packets
-    /// that carry ports, the quoted datagram's key for ICMP errors.
-    #[inline]
-    fn lookup_of(&self, parsed: &Parsed) -> Option<Lookup> {
-        let Parsed::Ip(meta) = parsed else {
-            return None;
-        };
-        let (key, side) = match meta.kind {
-            Kind::NonFirstFragment => return None,
-            Kind::IcmpError(q) => FlowKey::new(&q.src, q.src_port, &q.dst, q.dst_port, q.protocol, meta.vlan),
-            _ => FlowKey::new(&meta.src, meta.src_port, &meta.dst, meta.dst_port, meta.protocol, meta.vlan),
-        };
-        Some(Lookup { hash: self.flows.hash(&key), key, side })
+    /// Stage one frame.
+    #[inline(always)]
+    fn stage(&self, frame: &[u8]) -> Staged {
+        let mut staged = Staged::bare(Class::Malformed);
+        self.stage_into(frame, &mut staged);
+        staged
     }
 
-    /// Decide one parsed frame of `len` bytes; counts it. `lookup` is `lookup_of(parsed)`.
-    #[inline]
-    fn decide(&mut self, parsed: &Parsed, lookup: Option<Lookup>, len: usize) -> bool {
-        match parsed {
-            Parsed::Passthrough => {
+    /// Stage one frame into `out`: the common case (IPv4 TCP or UDP, not fragmented)
+    /// straight from its headers, the rest through the full parse. Written in place: a
+    /// staged temporary copied over would be read back wide right after narrow writes.
+    #[inline(always)]
+    fn stage_into(&self, frame: &[u8], out: &mut Staged) {
+        match parse::parse_fast_v4(frame) {
+            Some(p) => {
+                let (key, side) = FlowKey::new_v4(p.src, p.src_port, p.dst, p.dst_port, p.protocol, p.vlan);
+                let hash = self.flows.hash(&key);
+                *out = Staged { key, hash, side, class: Class::Track, protocol: p.protocol, tcp_flags: p.tcp_flags, is_v4: true };
+            }
+            None => self.stage_parsed(frame, out),
+        }
+    }
+
+    /// `stage_into` through the full parse: IPv6, ICMP, SCTP, fragmented, odd frames.
+    #[inline(never)]
+    fn stage_parsed(&self, frame: &[u8], out: &mut Staged) {
+        *out = match parse::parse(frame) {
+            Parsed::Passthrough => Staged::bare(Class::Passthrough),
+            Parsed::Malformed => Staged::bare(Class::Malformed),
+            Parsed::BadFragment => Staged::bare(Class::BadFragment),
+            Parsed::Ip(meta) if meta.fragment.is_some() => Staged::bare(Class::Fragment),
+            Parsed::Ip(meta) => self.stage_meta(&meta),
+        };
+    }
+
+    /// The staged form of a parsed IP packet (its fragment identity aside).
+    fn stage_meta(&self, meta: &Meta) -> Staged {
+        let (class, (key, side)) = match meta.kind {
+            Kind::IcmpError(q) => (Class::Quoted, FlowKey::new(&q.src, q.src_port, &q.dst, q.dst_port, q.protocol, meta.vlan)),
+            kind => {
+                let class = if kind == Kind::EchoReply { Class::EchoReply } else { Class::Track };
+                (class, FlowKey::new(&meta.src, meta.src_port, &meta.dst, meta.dst_port, meta.protocol, meta.vlan))
+            }
+        };
+        let hash = self.flows.hash(&key);
+        Staged { key, hash, side, class, protocol: meta.protocol, tcp_flags: meta.tcp_flags, is_v4: meta.is_v4 }
+    }
+
+    /// Prefetch the record a staged frame's lookup will compare. Returns whether the frame
+    /// opens a connection of its own unless an earlier frame of its burst opens it first:
+    /// a non-TCP packet with a flow key (a TCP one needs a SYN, an echo reply a request)
+    /// whose slot chain shows no flow.
+    #[inline(always)]
+    fn prefetch_record(&self, staged: &Staged) -> bool {
+        staged.has_lookup()
+            && !self.flows.prefetch_record(staged.hash)
+            && staged.class == Class::Track
+            && staged.protocol != ip_proto::TCP
+    }
+
+    /// Decide one staged frame (`stage(frame)`); counts it.
+    #[inline(always)]
+    fn decide(&mut self, staged: &Staged, frame: &[u8]) -> bool {
+        match staged.class {
+            Class::Track | Class::EchoReply => self.track(staged, frame.len()),
+            Class::Quoted => self.follow_quoted(&staged.key, staged.hash),
+            Class::Fragment => self.decide_fragment(frame),
+            Class::Passthrough => {
                 self.counters.passthrough += 1;
                 true
             }
-            Parsed::Malformed => {
+            Class::Malformed => {
                 self.counters.drop_malformed += 1;
                 false
             }
-            Parsed::BadFragment => {
+            Class::BadFragment => {
                 self.counters.drop_fragment += 1;
                 false
             }
-            // `lookup_of` gives every IP packet a lookup except non-first fragments.
-            Parsed::Ip(meta) => match lookup {
-                None => self.follow_fragment(meta),
-                Some(lookup) if matches!(meta.kind, Kind::IcmpError(_)) => self.follow_quoted(lookup),
-                Some(lookup) => {
-                    let allow = self.track(meta, lookup, len);
-                    if let Some(ident) = meta.fragment {
-                        self.fragments.record(fragment_key(meta, ident), allow, self.now);
-                    }
-                    allow
-                }
-            },
         }
+    }
+
+    /// A fragment, parsed again for all of its `Meta`: a first fragment is decided like
+    /// any packet and its verdict remembered; later ones follow it.
+    #[inline(never)]
+    fn decide_fragment(&mut self, frame: &[u8]) -> bool {
+        let Parsed::Ip(meta) = parse::parse(frame) else {
+            // Unreachable: staged as a fragment, the same bytes parse as one again.
+            self.counters.drop_malformed += 1;
+            return false;
+        };
+        if meta.kind == Kind::NonFirstFragment {
+            return self.follow_fragment(&meta);
+        }
+        let staged = self.stage_meta(&meta);
+        if staged.class == Class::Quoted {
+            return self.follow_quoted(&staged.key, staged.hash);
+        }
+        let allow = self.track(&staged, frame.len());
+        self.fragments.record(fragment_key(&meta, meta.fragment.unwrap_or_default()), allow, self.now);
+        allow
     }
 
     /// Flow lookup and decision for a packet that carries its own ports.
     #[inline]
-    fn track(&mut self, meta: &Meta, lookup: Lookup, len: usize) -> bool {
-        let Lookup { key, side, hash } = lookup;
-        match self.flows.find(&key, hash) {
-            Some(index) => self.on_hit(index, side, meta, len),
-            None => self.on_miss(key, hash, side, meta, len),
+    fn track(&mut self, staged: &Staged, len: usize) -> bool {
+        match self.flows.find(&staged.key, staged.hash) {
+            Some(index) => self.on_hit(index, staged, len),
+            None => self.on_miss(staged, len),
         }
     }
 
-    fn opening(&self, meta: &Meta, side: Side) -> Opening {
-        let syn_ack = meta.tcp_flags & (SYN | ACK);
-        match (meta.protocol, meta.kind) {
-            (_, Kind::EchoReply) => Opening::NoFlow,
+    fn opening(&self, staged: &Staged) -> Opening {
+        let (syn_ack, side) = (staged.tcp_flags & (SYN | ACK), staged.side);
+        match (staged.protocol, staged.class) {
+            (_, Class::EchoReply) => Opening::NoFlow,
             (ip_proto::TCP, _) if syn_ack == SYN => Opening::Flow { initiator: side, tcp: TcpState::SynSent },
             (ip_proto::TCP, _) if self.tcp_mode == TcpMode::Strict => Opening::NoFlow,
             (ip_proto::TCP, _) if syn_ack == SYN | ACK => {
@@ -402,17 +527,17 @@ impl<S: Classifier> Pipeline<S> {
 
     /// Classify the packet itself as a new connection from its source.
     #[inline]
-    fn classify_packet(&self, meta: &Meta) -> Verdict {
-        self.snapshot.classify(meta.src_ip(), meta.dst_ip(), meta.protocol, meta.dst_port)
+    fn classify_packet(&self, staged: &Staged) -> Verdict {
+        self.snapshot.classify(staged.src_ip(), staged.dst_ip(), staged.protocol, staged.dst_port())
     }
 
     /// `classify_packet`, answered from the burst's classification when there is one
     /// (the same snapshot and the same inputs, so the same verdict).
     #[inline]
-    fn own_verdict(&mut self, meta: &Meta) -> Verdict {
+    fn own_verdict(&mut self, staged: &Staged) -> Verdict {
         match self.preclassified.take() {
             Some(verdict) => verdict,
-            None => self.classify_packet(meta),
+            None => self.classify_packet(staged),
         }
     }
 
@@ -479,24 +604,30 @@ impl<S: Classifier> Pipeline<S> {
         }
     }
 
-    fn on_miss(&mut self, key: FlowKey, hash: u32, side: Side, meta: &Meta, len: usize) -> bool {
-        let (initiator, tcp) = match self.opening(meta, side) {
+    fn on_miss(&mut self, staged: &Staged, len: usize) -> bool {
+        let Staged { key, hash, side, .. } = *staged;
+        let (initiator, tcp) = match self.opening(staged) {
             Opening::Flow { initiator, tcp } => (initiator, tcp),
-            Opening::NoFlow if self.flows.is_full() => return self.decide_stateless(meta),
+            Opening::NoFlow if self.flows.is_full() => return self.decide_stateless(staged),
             Opening::NoFlow => {
                 self.counters.drop_no_flow += 1;
                 return false;
             }
         };
         // Opened by its own source, the connection is the packet's own.
-        let verdict = if initiator == side { self.own_verdict(meta) } else { self.classify_key(&key, initiator) };
-        let mut entry = FlowEntry::new(verdict, self.generation, initiator, tcp, self.now);
-        entry.count(entry.direction(side), len, self.now);
+        let verdict = if initiator == side { self.own_verdict(staged) } else { self.classify_key(&key, initiator) };
+        let (generation, now) = (self.generation, self.now);
+        let direction = if side == initiator { ORIG } else { REPLY };
         if !verdict.is_allow() && self.link.as_ref().is_some_and(|l| l.log_denied) {
+            let entry = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
             self.log_flow(FlowEventKind::Denied, &key, &entry);
         }
-        match self.flows.insert(key, hash, entry) {
-            Ok(_) => self.counters.flow_inserts += 1,
+        match self.flows.insert_key(&key, hash) {
+            Ok(index) => {
+                // Written in place (see `FlowTable::insert_key`).
+                *self.flows.entry_mut(index) = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
+                self.counters.flow_inserts += 1;
+            }
             Err(_) => self.counters.flow_table_full += 1,
         }
         self.outcome(&verdict)
@@ -504,11 +635,11 @@ impl<S: Classifier> Pipeline<S> {
 
     /// Without a flow (table full): allowed if this direction is, or if the packet could
     /// be the reply of a connection the other way that is.
-    fn decide_stateless(&mut self, meta: &Meta) -> bool {
+    fn decide_stateless(&mut self, staged: &Staged) -> bool {
         self.counters.stateless_decisions += 1;
-        let forward = self.own_verdict(meta);
+        let forward = self.own_verdict(staged);
         if forward.is_allow()
-            || self.snapshot.classify(meta.dst_ip(), meta.src_ip(), meta.protocol, meta.src_port).is_allow()
+            || self.snapshot.classify(staged.dst_ip(), staged.src_ip(), staged.protocol, staged.src_port()).is_allow()
         {
             return true;
         }
@@ -521,21 +652,21 @@ impl<S: Classifier> Pipeline<S> {
     /// connection of its own (a SYN; a non-TCP reply over a denied flow) or needs a
     /// re-decision (an older generation) takes `on_hit_rare`.
     #[inline(always)]
-    fn on_hit(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
+    fn on_hit(&mut self, index: u32, staged: &Staged, len: usize) -> bool {
         let (generation, now) = (self.generation, self.now);
         let entry = self.flows.entry_mut(index);
-        let is_tcp = meta.protocol == ip_proto::TCP;
-        let opens = meta.is_syn();
-        let direction = entry.direction(side);
+        let is_tcp = staged.protocol == ip_proto::TCP;
+        let opens = staged.is_syn();
+        let direction = entry.direction(staged.side);
         let allowed = entry.action == Action::Allow;
         if !entry.is_current(generation) || opens || !(allowed || is_tcp || direction == ORIG) {
-            return self.on_hit_rare(index, side, meta, len);
+            return self.on_hit_rare(index, staged, len);
         }
         // What `on_hit_rare` does for these: no new connection, no re-decision; count,
         // track, and follow the flow's verdict.
         entry.count(direction, len, now);
         if is_tcp {
-            entry.track_tcp(direction, meta.tcp_flags);
+            entry.track_tcp(direction, staged.tcp_flags);
         }
         if allowed {
             return true;
@@ -545,22 +676,23 @@ impl<S: Classifier> Pipeline<S> {
     }
 
     #[inline(never)]
-    fn on_hit_rare(&mut self, index: u32, side: Side, meta: &Meta, len: usize) -> bool {
+    fn on_hit_rare(&mut self, index: u32, staged: &Staged, len: usize) -> bool {
+        let side = staged.side;
         let entry = *self.flows.entry(index);
         let direction = entry.direction(side);
-        let opens = meta.is_syn();
+        let opens = staged.is_syn();
         let denied = entry.action == Action::Deny;
         // A packet that opens a connection of its own is decided as new: a SYN on an
         // ended connection, a SYN from the responder, or the responder sending over a
         // flow that was denied. It replaces the entry when the old connection is over
         // (or never was) and the new one is allowed, or when the initiator starts over.
-        let opens_own = if meta.protocol == ip_proto::TCP {
+        let opens_own = if staged.protocol == ip_proto::TCP {
             opens && (entry.tcp_finished() || direction == REPLY)
         } else {
             direction == REPLY && denied
         };
         if opens_own {
-            let verdict = self.own_verdict(meta);
+            let verdict = self.own_verdict(staged);
             let over = entry.tcp_finished() || denied;
             if direction == ORIG || (verdict.is_allow() && over) {
                 let tcp = if opens { TcpState::SynSent } else { entry.tcp };
@@ -586,8 +718,8 @@ impl<S: Classifier> Pipeline<S> {
         let now = self.now;
         let entry = self.flows.entry_mut(index);
         entry.count(direction, len, now);
-        if meta.protocol == ip_proto::TCP {
-            entry.track_tcp(direction, meta.tcp_flags);
+        if staged.protocol == ip_proto::TCP {
+            entry.track_tcp(direction, staged.tcp_flags);
         }
         if entry.action == Action::Allow {
             return true;
@@ -610,16 +742,15 @@ impl<S: Classifier> Pipeline<S> {
         }
     }
 
-    fn follow_quoted(&mut self, lookup: Lookup) -> bool {
-        let Lookup { key, hash, .. } = lookup;
-        let Some(index) = self.flows.find(&key, hash) else {
+    fn follow_quoted(&mut self, key: &FlowKey, hash: u32) -> bool {
+        let Some(index) = self.flows.find(key, hash) else {
             self.counters.drop_no_flow += 1;
             return false;
         };
         let entry = *self.flows.entry(index);
         let mut verdict = entry.verdict();
         if !entry.is_current(self.generation) {
-            let fresh = self.classify_key(&key, entry.initiator());
+            let fresh = self.classify_key(key, entry.initiator());
             self.counters.flow_redecided += 1;
             if verdict.is_allow() && !fresh.is_allow() {
                 self.counters.flow_revoked += 1;
@@ -635,9 +766,9 @@ impl<S: Classifier> Pipeline<S> {
 
     /// Decide and count one received frame.
     #[inline(always)]
-    fn count_admit(&mut self, parsed: &Parsed, lookup: Option<Lookup>, len: usize) -> bool {
+    fn count_admit(&mut self, staged: &Staged, frame: &[u8]) -> bool {
         self.counters.rx += 1;
-        let allow = self.decide(parsed, lookup, len);
+        let allow = self.decide(staged, frame);
         if allow {
             self.counters.forwarded += 1;
         }
@@ -711,57 +842,73 @@ impl<S: Classifier> PacketFilter for Pipeline<S> {
 
     #[inline]
     fn admit(&mut self, frame: &[u8], _in_port: u16) -> bool {
-        let parsed = parse::parse(frame);
-        let lookup = self.lookup_of(&parsed);
-        self.count_admit(&parsed, lookup, frame.len())
+        let staged = self.stage(frame);
+        self.count_admit(&staged, frame)
     }
 
     /// The same decisions as `admit` frame by frame, in the same order (a packet may
     /// depend on a flow an earlier one of the burst inserted), with the memory latency
-    /// overlapped: parse and hash every frame of a chunk first and prefetch the slots
-    /// their lookups start at, then prefetch the records those slots point to, classify
-    /// the chunk's TCP SYNs together (`Classifier::classify_burst`, which overlaps the
-    /// snapshot's misses), then decide each packet in order.
+    /// overlapped: stage every frame of a chunk first (parse, key, hash) and prefetch the
+    /// slots their lookups start at and, a few frames later, the records they point to,
+    /// classify the chunk's new connections together (`Classifier::classify_burst`,
+    /// which overlaps the snapshot's misses), then decide each packet in order. The new
+    /// connections are the TCP SYNs and the packets of other protocols (UDP, SCTP, echo
+    /// requests, ...) whose slot chain shows no flow: such a packet opens one, classified
+    /// as its own connection. A guess that an earlier packet of the burst proves wrong
+    /// costs a classification, never a different verdict: the burst's verdict is the one
+    /// `classify_packet` would give.
     fn admit_burst(&mut self, frames: &[&[u8]], _in_port: u16, verdicts: &mut [bool]) {
         const NO_PROBE: u8 = u8::MAX;
-        let mut parsed = [Parsed::Malformed; BURST];
-        let mut lookups: [Option<Lookup>; BURST] = [None; BURST];
+        let mut staged = [Staged::bare(Class::Malformed); BURST];
         let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
         let mut probes = [Probe { src: unspecified, dst: unspecified, proto: 0, dst_port: 0 }; BURST];
         let mut probe_of = [NO_PROBE; BURST];
         let mut classified = [Verdict::NOT_POLICED; BURST];
         for (frames, verdicts) in frames.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
-            let mut syns = 0;
+            let n = frames.len();
+            let mut opening = 0;
+            probe_of[..n].fill(NO_PROBE);
+            let mut probe = |i: usize, s: &Staged| {
+                probes[opening] = Probe { src: s.src_ip(), dst: s.dst_ip(), proto: s.protocol, dst_port: s.dst_port() };
+                probe_of[i] = opening as u8;
+                opening += 1;
+            };
+            // The record of frame `i - RECORD_LAG` is prefetched once frame `i` is staged:
+            // its slot line, prefetched `RECORD_LAG` frames ago, has had time to arrive.
             for (i, frame) in frames.iter().enumerate() {
-                parsed[i] = parse::parse(frame);
-                lookups[i] = self.lookup_of(&parsed[i]);
-                probe_of[i] = NO_PROBE;
-                if let Some(lookup) = &lookups[i] {
-                    self.flows.prefetch_slot(lookup.hash);
+                self.stage_into(frame, &mut staged[i]);
+                let s = &staged[i];
+                if s.has_lookup() {
+                    self.flows.prefetch_slot(s.hash);
+                    // A SYN without ACK almost always misses the flow table and is
+                    // classified as a connection of its own.
+                    if s.class == Class::Track && s.is_syn() {
+                        probe(i, s);
+                    }
                 }
-                // A SYN without ACK almost always misses the flow table and is classified
-                // as a connection of its own (an ICMP error has its own lookup, and a
-                // non-first fragment none, so neither is one).
-                if let (Parsed::Ip(meta), Some(_)) = (&parsed[i], &lookups[i]) {
-                    if meta.is_syn() {
-                        probes[syns] = Probe { src: meta.src_ip(), dst: meta.dst_ip(), proto: meta.protocol, dst_port: meta.dst_port };
-                        probe_of[i] = syns as u8;
-                        syns += 1;
+                if let Some(j) = i.checked_sub(RECORD_LAG) {
+                    if self.prefetch_record(&staged[j]) {
+                        probe(j, &staged[j]);
                     }
                 }
             }
-            for lookup in lookups[..frames.len()].iter().flatten() {
-                self.flows.prefetch_record(lookup.hash);
+            for j in n.saturating_sub(RECORD_LAG)..n {
+                if self.prefetch_record(&staged[j]) {
+                    probe(j, &staged[j]);
+                }
             }
-            if syns != 0 {
-                self.snapshot.classify_burst(&probes[..syns], &mut classified[..syns]);
+            if opening != 0 {
+                // Each new connection will likely take a pool record: fetch them while
+                // the snapshot classifies.
+                self.flows.prefetch_free(opening);
+                self.snapshot.classify_burst(&probes[..opening], &mut classified[..opening]);
             }
             for (i, (frame, verdict)) in frames.iter().zip(verdicts.iter_mut()).enumerate() {
                 self.preclassified = match probe_of[i] {
                     NO_PROBE => None,
                     p => Some(classified[p as usize]),
                 };
-                *verdict = self.count_admit(&parsed[i], lookups[i], frame.len());
+                *verdict = self.count_admit(&staged[i], frame);
             }
             self.preclassified = None;
         }

@@ -142,6 +142,18 @@ impl FlowEntry {
         }
     }
 
+    /// `new` with the packet that opened the flow counted (`count(direction, bytes, now)`),
+    /// every field a plain value: written in place, no read-modify-write.
+    #[inline]
+    pub fn opened(verdict: Verdict, generation: u64, initiator: Side, tcp: TcpState, now: u64, direction: usize, bytes: usize) -> FlowEntry {
+        let reply = (direction & 1) as u64;
+        FlowEntry {
+            packets: [1 - reply, reply],
+            bytes: [(1 - reply) * bytes as u64, reply * bytes as u64],
+            ..FlowEntry::new(verdict, generation, initiator, tcp, now)
+        }
+    }
+
     /// A free pool slot.
     pub(crate) const EMPTY: FlowEntry = FlowEntry {
         packets: [0; 2],
@@ -315,6 +327,15 @@ mod tests {
     fn timeouts_convert_to_ticks_once() {
         let ticks = FlowTimeouts::default().to_ticks(1_000);
         assert_eq!(ticks, [30_000, 7_200_000, 30_000, 10_000, 60_000, 30_000, 60_000]);
+    }
+
+    #[test]
+    fn opened_is_new_then_count() {
+        for direction in [ORIG, REPLY] {
+            let mut counted = syn_flow();
+            counted.count(direction, 1500, 100);
+            assert_eq!(FlowEntry::opened(Verdict::NOT_POLICED, 3, Side::Hi, TcpState::SynSent, 100, direction, 1500), counted);
+        }
     }
 
     #[test]

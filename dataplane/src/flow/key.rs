@@ -4,7 +4,7 @@
 //! the wire as a real IPv6 source), the (address, port) pairs sorted so that A→B and
 //! B→A produce the same key. Five `u64` words: cheap to compare and to hash.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which endpoint of the canonical key an address belongs to: `Lo` sorts first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +110,20 @@ impl FlowKey {
         (FlowKey { words: [lo[0], lo[1], hi[0], hi[1], tail] }, side)
     }
 
+    /// `new` for an IPv4 packet, from the addresses as big-endian `u32`s: the same key and
+    /// side as `new` over `v4_mapped` addresses, built in registers (no byte arrays).
+    #[inline(always)]
+    pub fn new_v4(src: u32, src_port: u16, dst: u32, dst_port: u16, protocol: u8, vlan: u32) -> (FlowKey, Side) {
+        // The mapped address's high word is 0 and its low word 0xffff << 32 | address, so
+        // `new`'s order (address words, then port) is the order of address << 16 | port.
+        const MAPPED: u64 = 0xffff << 32;
+        let s = (u64::from(src) << 16) | u64::from(src_port);
+        let d = (u64::from(dst) << 16) | u64::from(dst_port);
+        let (lo, hi, side) = if s <= d { (s, d, Side::Lo) } else { (d, s, Side::Hi) };
+        let tail = ((lo & 0xffff) << 48) | ((hi & 0xffff) << 32) | (u64::from(protocol) << 24) | u64::from(vlan & 0x00ff_ffff);
+        (FlowKey { words: [0, MAPPED | (lo >> 16), 0, MAPPED | (hi >> 16), tail] }, side)
+    }
+
     /// The 32-bit hash the table uses, mixed with the table's secret `seed` so that
     /// outsiders cannot aim packets at one probe chain.
     #[inline]
@@ -136,6 +150,21 @@ impl FlowKey {
 
     pub fn addr(&self, side: Side) -> IpAddr {
         to_ip(self.addr_bytes(side))
+    }
+
+    /// The address of `side` as a packet carried it: IPv4 (the mapped form's low 32 bits)
+    /// when `is_v4`, else the 16 bytes as IPv6 (what `parse::Meta::src_ip` gives).
+    #[inline]
+    pub fn ip(&self, side: Side, is_v4: bool) -> IpAddr {
+        let [high, low] = match side {
+            Side::Lo => [self.words[0], self.words[1]],
+            Side::Hi => [self.words[2], self.words[3]],
+        };
+        if is_v4 {
+            IpAddr::V4(Ipv4Addr::from(low as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from((u128::from(high) << 64) | u128::from(low)))
+        }
     }
 
     pub fn addr_bytes(&self, side: Side) -> [u8; 16] {
@@ -209,6 +238,19 @@ mod tests {
         let (key, side) = FlowKey::new(&v4_mapped(A), 9000, &v4_mapped(A), 80, 17, 0);
         assert_eq!(side, Side::Hi);
         assert_eq!((key.port(Side::Lo), key.port(Side::Hi)), (80, 9000));
+    }
+
+    #[test]
+    fn v4_keys_built_from_words_match_mapped_ones() {
+        let cases = [(A, 40000, B, 80), (B, 80, A, 40000), (A, 9000, A, 80), (A, 80, A, 80), ([255; 4], 0, [0; 4], 65535)];
+        for (s, sp, d, dp) in cases {
+            let fast = FlowKey::new_v4(u32::from_be_bytes(s), sp, u32::from_be_bytes(d), dp, 6, 0x00ab_c123);
+            assert_eq!(fast, FlowKey::new(&v4_mapped(s), sp, &v4_mapped(d), dp, 6, 0x00ab_c123));
+            let (key, side) = fast;
+            assert_eq!(key.ip(side, true), IpAddr::V4(Ipv4Addr::from(s)));
+            assert_eq!(key.ip(side.other(), true), IpAddr::V4(Ipv4Addr::from(d)));
+            assert_eq!(key.ip(side, false), IpAddr::V6(Ipv6Addr::from(v4_mapped(s))));
+        }
     }
 
     #[test]

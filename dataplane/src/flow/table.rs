@@ -122,22 +122,35 @@ impl FlowTable {
     /// Prefetch the record (key line and entry line) that a lookup of `hash` will most
     /// likely compare: the first slot of its chain with that hash, within the first
     /// few slots. Reads slots only; a hint, so a stale or wrong guess costs nothing but
-    /// the bandwidth.
+    /// the bandwidth. Returns `false` when the chain ended without a slot of that hash:
+    /// a lookup of `hash` made now would miss.
     #[inline(always)]
-    pub fn prefetch_record(&self, hash: u32) {
+    pub fn prefetch_record(&self, hash: u32) -> bool {
         let mut pos = hash as usize & self.mask;
         for _ in 0..PREFETCH_PROBE {
             let slot = self.slots[pos];
             if slot.index == EMPTY {
-                return;
+                return false;
             }
             if slot.hash == hash {
                 let record = &self.records[slot.index as usize];
                 prefetch_read(&record.key);
                 prefetch_read(&record.entry);
-                return;
+                return true;
             }
             pos = (pos + 1) & self.mask;
+        }
+        true
+    }
+
+    /// Prefetch the pool records the next `n` inserts will fill: freed long ago or never
+    /// used, they are cold, and an insert writing a missing line stalls on it.
+    #[inline]
+    pub fn prefetch_free(&self, n: usize) {
+        for &index in self.free.iter().rev().take(n) {
+            let record = &self.records[index as usize];
+            prefetch_read(&record.key);
+            prefetch_read(&record.entry);
         }
     }
 
@@ -159,8 +172,18 @@ impl FlowTable {
     /// Insert a flow whose key is not present (the caller has just missed on it).
     /// Never evicts: when the pool is exhausted the flow is refused.
     pub fn insert(&mut self, key: FlowKey, hash: u32, entry: FlowEntry) -> Result<u32, TableFull> {
+        let index = self.insert_key(&key, hash)?;
+        self.records[index as usize].entry = entry;
+        Ok(index)
+    }
+
+    /// `insert` with the entry left for the caller to write at once through `entry_mut`
+    /// (in place: an entry built on the stack and copied in is read back wide right
+    /// after its narrow writes, which stalls). Until then the entry is `EMPTY`.
+    #[inline]
+    pub fn insert_key(&mut self, key: &FlowKey, hash: u32) -> Result<u32, TableFull> {
         let index = self.free.pop().ok_or(TableFull)?;
-        self.records[index as usize] = Record { key, entry };
+        self.records[index as usize].key = *key;
         let mut pos = hash as usize & self.mask;
         // Load ≤ 0.5 guarantees an empty slot.
         while self.slots[pos].index != EMPTY {

@@ -446,6 +446,47 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The staging fast path (`parse::parse_fast_v4`, `FlowKey::new_v4`) gives exactly
+    /// what the full parse gives, on well-formed and mutated frames alike.
+    #[test]
+    fn fast_v4_agrees_with_parse(
+        picks in proptest::collection::vec((0usize..6, any::<u16>(), any::<u8>(), 0usize..120), 1..60)
+    ) {
+        let seeds = [
+            craft::tcp(sock("10.0.0.1:1"), sock("10.0.0.2:80"), SYN),
+            craft::tcp(sock("10.0.0.9:443"), sock("10.0.0.2:80"), PSH | ACK),
+            craft::udp(sock("10.0.0.1:5"), sock("10.0.0.2:53"), b"abc"),
+            craft::with_vlans(&craft::udp(sock("10.0.0.1:5"), sock("10.0.0.2:53"), b""), &[1, 2]),
+            craft::echo(ip(A), ip(B), true, 1, 1),
+            craft::fragments(ip(A), ip(B), &L4::Udp { src_port: 1, dst_port: 53, payload: &[0; 40] }, 5, 16)[0].clone(),
+        ];
+        let pipeline = Harness::new().pipeline;
+        for (seed, at, value, cut) in picks {
+            let mut frame = seeds[seed].clone();
+            let at = usize::from(at) % frame.len();
+            frame[at] = value;
+            frame.truncate(frame.len().min(cut.max(1) + 14));
+            let Some(fast) = parse::parse_fast_v4(&frame) else {
+                continue;
+            };
+            let Parsed::Ip(meta) = parse::parse(&frame) else {
+                panic!("fast path took a frame parse does not report as IP: {frame:?}");
+            };
+            prop_assert_eq!(meta.kind, Kind::Plain);
+            prop_assert_eq!(meta.fragment, None);
+            prop_assert!(meta.is_v4);
+            let addrs = (crate::flow::key::v4_mapped(fast.src.to_be_bytes()), crate::flow::key::v4_mapped(fast.dst.to_be_bytes()));
+            prop_assert_eq!((addrs.0, addrs.1, fast.protocol, fast.src_port, fast.dst_port), (meta.src, meta.dst, meta.protocol, meta.src_port, meta.dst_port));
+            prop_assert_eq!((fast.tcp_flags, fast.vlan), (meta.tcp_flags, meta.vlan));
+            let staged = pipeline.stage(&frame);
+            let full = pipeline.stage_meta(&meta);
+            prop_assert_eq!((staged.key, staged.hash, staged.side, staged.class), (full.key, full.hash, full.side, full.class));
+            prop_assert_eq!((staged.protocol, staged.tcp_flags, staged.is_v4), (full.protocol, full.tcp_flags, full.is_v4));
+        }
+    }
+}
+
 /// One frame of the mixed traffic `admit_burst` is checked on: few hosts and ports, so
 /// later frames of a burst meet flows earlier ones opened (both directions, v4 and v6,
 /// VLANs, echo, ICMP errors, fragments, ARP, truncated frames).
@@ -630,4 +671,62 @@ fn a_new_connection_on_a_finished_tuple_ends_the_old_one_in_the_flow_log() {
     assert_eq!((e.kind, e.flow.packets, e.flow.tcp), (live::FlowEventKind::End, [5, 3], TcpState::Closing));
     assert!(events.try_recv().is_err());
     assert_eq!(h.pipeline.flows().next().unwrap().packets, [1, 0]);
+}
+
+/// `lab_rules`, counting how connections reach it: one by one or in bursts.
+struct Counting {
+    rules: Rules,
+    single: std::sync::atomic::AtomicUsize,
+    burst_probes: std::sync::atomic::AtomicUsize,
+}
+
+impl Classifier for Counting {
+    fn generation(&self) -> u64 {
+        self.rules.generation
+    }
+
+    fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
+        self.single.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rules.classify(src, dst, proto, dst_port)
+    }
+
+    fn classify_burst(&self, probes: &[Probe], out: &mut [Verdict]) {
+        self.burst_probes.fetch_add(probes.len(), std::sync::atomic::Ordering::Relaxed);
+        for (p, v) in probes.iter().zip(out) {
+            *v = self.rules.classify(p.src, p.dst, p.proto, p.dst_port);
+        }
+    }
+}
+
+#[test]
+fn admit_burst_classifies_new_connections_of_every_protocol_together() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counting = Counting { rules: lab_rules(1), single: 0.into(), burst_probes: 0.into() };
+    let snapshots = Arc::new(ArcSwap::from_pointee(counting));
+    let mut pipeline = Pipeline::new(Arc::clone(&snapshots), &config());
+    let frames = [
+        craft::udp(sock("10.0.0.1:5000"), sock("10.0.0.2:53"), b"q"),
+        craft::udp(sock("10.0.0.1:5001"), sock("10.0.0.2:53"), b"q"),
+        craft::echo(ip(A), ip(B), true, 7, 1),
+        craft::sctp(sock("10.0.0.1:5000"), sock("10.0.0.2:38412"), 1),
+        craft::tcp(sock("10.0.0.1:40000"), sock("10.0.0.2:80"), SYN),
+        // Not new connections: a TCP segment without a flow, an echo reply without a
+        // request, and a reply in the first UDP flow (opened earlier in this burst: it
+        // was classified ahead, its verdict unused).
+        craft::tcp(sock("10.0.0.1:40001"), sock("10.0.0.2:80"), ACK),
+        craft::echo(ip(B), ip(A), false, 9, 1),
+        craft::udp(sock("10.0.0.2:53"), sock("10.0.0.1:5000"), b"a"),
+    ];
+    let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let mut verdicts = [false; 8];
+    pipeline.begin_burst(1);
+    pipeline.admit_burst(&views, 0, &mut verdicts);
+    assert_eq!(verdicts, [true, true, true, true, true, false, false, true]);
+    let snapshot = snapshots.load();
+    assert_eq!((snapshot.burst_probes.load(Relaxed), snapshot.single.load(Relaxed)), (6, 0));
+    // The next burst: the reply finds its flow in the slots, so nothing is classified.
+    pipeline.begin_burst(2);
+    pipeline.admit_burst(&views[7..], 0, &mut verdicts[..1]);
+    assert_eq!((snapshot.burst_probes.load(Relaxed), snapshot.single.load(Relaxed)), (6, 0));
+    assert_eq!(pipeline.counters().flow_inserts, 5);
 }
