@@ -71,8 +71,14 @@ const BURST_CHUNK: usize = 16;
 
 /// Snapshots whose lookup structures span at most this many bytes (`lookup_bytes`)
 /// stay cache-resident under a stream of lookups: `classify_burst` classifies their
-/// probes one at a time, as its stages only pay off when lookups miss.
-const RESIDENT_BYTES: usize = 2 << 20;
+/// probes one at a time, as its stages only pay off when lookups miss. Measured on
+/// flattened snapshots (benches/classify.rs, stages forced vs single lookups, 2-core
+/// VM with 2 MiB L2 per core, load ~3.5): single lookups were faster up to 8.6 MiB
+/// (50k pods × 100 policies at 2.8 MiB: 47 vs 25 M/s; 50k × 1k at 8.6 MiB: 17 vs
+/// 15 M/s; 10k × 10k at 3.7 MiB: even), the stages from 50k × 10k (50 MiB: 8.6 vs
+/// 5.7 M/s); hence 16 MiB. (benches/acl.rs's 10k rules, 1.6 MiB of long port lists,
+/// gained ~15 % from the stages: the size alone does not say it all.)
+const RESIDENT_BYTES: usize = 16 << 20;
 
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
