@@ -17,6 +17,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use dataplane::dpdk::acl::{Acl, AclKey, AclRule};
 use dataplane::dpdk::Eal;
 use dataplane::snapshot::five_tuple::FiveTupleSet;
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Probe;
 use dataplane::{Classifier, Verdict};
 use std::net::IpAddr;
@@ -61,33 +62,24 @@ fn bench(c: &mut Criterion) {
         let flows: Vec<Probe> = probes.iter().map(|&(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
         let mut verdicts = vec![Verdict::NOT_POLICED; TRACE];
 
-        let mut palisade_round = || {
+        let single = |snapshot: &Snapshot| {
             let mut allowed = 0u32;
             for &(s, d, p, port) in &probes {
                 allowed += snapshot.classify(black_box(s), black_box(d), p, port).is_allow() as u32;
             }
             black_box(allowed);
         };
-        let mut burst_round = || {
+        let burst = |snapshot: &Snapshot, verdicts: &mut [Verdict]| {
             for (f, v) in flows.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
                 snapshot.classify_burst(black_box(f), v);
             }
             black_box(verdicts.iter().filter(|v| v.is_allow()).count());
         };
         let mut chunked_verdicts = vec![Verdict::NOT_POLICED; TRACE];
-        let mut chunked_round = || {
-            let mut allowed = 0u32;
-            for &(s, d, p, port) in &probes {
-                allowed += chunked.classify(black_box(s), black_box(d), p, port).is_allow() as u32;
-            }
-            black_box(allowed);
-        };
-        let mut chunked_burst_round = || {
-            for (f, v) in flows.chunks(BURST).zip(chunked_verdicts.chunks_mut(BURST)) {
-                chunked.classify_burst(black_box(f), v);
-            }
-            black_box(chunked_verdicts.iter().filter(|v| v.is_allow()).count());
-        };
+        let mut palisade_round = || single(&snapshot);
+        let mut burst_round = || burst(&snapshot, &mut verdicts);
+        let mut chunked_round = || single(&chunked);
+        let mut chunked_burst_round = || burst(&chunked, &mut chunked_verdicts);
         let mut acl_round = || {
             for (k, r) in keys.chunks(BURST).zip(results.chunks_mut(BURST)) {
                 acl.classify(black_box(k), r);
