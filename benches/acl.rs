@@ -3,18 +3,21 @@
 //! protocol × destination port range, first match decides, the rest denied), looked up
 //! over the same trace of 4096 IPv4 probes in the same process, one core.
 //! palisade two ways: `Snapshot::classify` per probe (`palisade`), and
-//! `classify_burst` in bursts of 64 (`palisade_burst`). rte_acl: `rte_acl_classify` in
+//! `classify_burst` in bursts of 64 (`palisade_burst`), on the `Snapshot::flattened`
+//! copy the workers read; the summary adds both ways on the builder's chunked snapshot
+//! (what this bench classified before flattening) for comparison. rte_acl: `rte_acl_classify` in
 //! bursts of 64 over keys prepared beforehand (its best case; DPDK picks the widest
 //! SIMD path).
 //! Sizes: 1k rules (10 groups × 100), 10k rules (100 × 100), 100 pods per group.
-//! Wall time; the closing lines print the three rates, alternated in one run, and each
-//! palisade way's ratio to rte_acl (target ≥ 2×).
+//! Wall time; the closing lines print the rates, alternated in one run, each flat
+//! palisade way's ratio to rte_acl (target ≥ 2×), then the chunked rates.
 //! EAL: `--no-pci --no-huge`, its own `--file-prefix`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::dpdk::acl::{Acl, AclKey, AclRule};
 use dataplane::dpdk::Eal;
 use dataplane::snapshot::five_tuple::FiveTupleSet;
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Probe;
 use dataplane::{Classifier, Verdict};
 use std::net::IpAddr;
@@ -48,8 +51,9 @@ fn bench(c: &mut Criterion) {
         let acl = Acl::build(&eal, &format!("bench{rules}"), &AclRule::from_five_tuples(&set)).expect("rte_acl build");
         let acl_build = t.elapsed();
         let t = Instant::now();
-        let snapshot = set.snapshot(1);
+        let chunked = set.snapshot(1);
         let snap_build = t.elapsed();
+        let snapshot = chunked.flattened();
         let trace = set.trace(TRACE, 7);
         let probes: Vec<(IpAddr, IpAddr, u8, u16)> =
             trace.iter().map(|&(s, d, p, _, dp)| (IpAddr::V4(s), IpAddr::V4(d), p, dp)).collect();
@@ -58,19 +62,24 @@ fn bench(c: &mut Criterion) {
         let flows: Vec<Probe> = probes.iter().map(|&(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
         let mut verdicts = vec![Verdict::NOT_POLICED; TRACE];
 
-        let mut palisade_round = || {
+        let single = |snapshot: &Snapshot| {
             let mut allowed = 0u32;
             for &(s, d, p, port) in &probes {
                 allowed += snapshot.classify(black_box(s), black_box(d), p, port).is_allow() as u32;
             }
             black_box(allowed);
         };
-        let mut burst_round = || {
+        let burst = |snapshot: &Snapshot, verdicts: &mut [Verdict]| {
             for (f, v) in flows.chunks(BURST).zip(verdicts.chunks_mut(BURST)) {
                 snapshot.classify_burst(black_box(f), v);
             }
             black_box(verdicts.iter().filter(|v| v.is_allow()).count());
         };
+        let mut chunked_verdicts = vec![Verdict::NOT_POLICED; TRACE];
+        let mut palisade_round = || single(&snapshot);
+        let mut burst_round = || burst(&snapshot, &mut verdicts);
+        let mut chunked_round = || single(&chunked);
+        let mut chunked_burst_round = || burst(&chunked, &mut chunked_verdicts);
         let mut acl_round = || {
             for (k, r) in keys.chunks(BURST).zip(results.chunks_mut(BURST)) {
                 acl.classify(black_box(k), r);
@@ -81,23 +90,32 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("palisade_burst", rules), |b| b.iter(&mut burst_round));
         group.bench_function(BenchmarkId::new("rte_acl", rules), |b| b.iter(&mut acl_round));
         // Alternate the two a few times so that load on the machine hits both alike.
-        let (mut p, mut pb, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut p, mut pb, mut a, mut cp, mut cpb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             p.push(rate(&mut palisade_round));
             pb.push(rate(&mut burst_round));
             a.push(rate(&mut acl_round));
+            cp.push(rate(&mut chunked_round));
+            cpb.push(rate(&mut chunked_burst_round));
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (p, pb, a) = (median(&mut p), median(&mut pb), median(&mut a));
+        let (p, pb, a, cp, cpb) = (median(&mut p), median(&mut pb), median(&mut a), median(&mut cp), median(&mut cpb));
         summary.push(format!(
             "{rules} rules, {} pods, trace {TRACE}: M lookups/s palisade {p:.1}, palisade burst of {BURST} {pb:.1}, rte_acl burst of {BURST} {a:.1}; ratio to rte_acl: single {:.2}, burst {:.2} (build: snapshot {snap_build:?}, rte_acl {acl_build:?}; snapshot {} KiB)",
             groups * 100,
             p / a,
             pb / a,
             snapshot.stats().memory_bytes / 1024
+        ));
+        summary.push(format!(
+            "{rules} rules, unflattened (chunked) snapshot: M lookups/s single {cp:.1}, burst {cpb:.1}; ratio to rte_acl: single {:.2}, burst {:.2}; flat/chunked: single {:.2}, burst {:.2}",
+            cp / a,
+            cpb / a,
+            p / cp,
+            pb / cpb
         ));
     }
     group.finish();

@@ -20,7 +20,9 @@
 //!   already reduced to the lowest (first) allowing rule per port.
 //!
 //! Port lists are referenced by their `(start, end)` in the shared entry array, so a
-//! table hit leads straight to the entries. A lookup is therefore two address probes
+//! table hit leads straight to the entries. Long lists are searched through a parallel
+//! array of the entries' u32 search keys (`port_keys`: 16 keys to a cache line, where
+//! 16 entries of 12 bytes span three or four), then one entry is read. A lookup is therefore two address probes
 //! and, per isolated side, one or two table probes, at most one segment search and two
 //! short scans (long port lists are searched like segments); it allocates nothing and
 //! touches no string.
@@ -69,8 +71,14 @@ const BURST_CHUNK: usize = 16;
 
 /// Snapshots whose lookup structures span at most this many bytes (`lookup_bytes`)
 /// stay cache-resident under a stream of lookups: `classify_burst` classifies their
-/// probes one at a time, as its stages only pay off when lookups miss.
-const RESIDENT_BYTES: usize = 2 << 20;
+/// probes one at a time, as its stages only pay off when lookups miss. Measured on
+/// flattened snapshots (benches/classify.rs, stages forced vs single lookups, 2-core
+/// VM with 2 MiB L2 per core, load ~3.5): single lookups were faster up to 8.6 MiB
+/// (50k pods × 100 policies at 2.8 MiB: 47 vs 25 M/s; 50k × 1k at 8.6 MiB: 17 vs
+/// 15 M/s; 10k × 10k at 3.7 MiB: even), the stages from 50k × 10k (50 MiB: 8.6 vs
+/// 5.7 M/s); hence 16 MiB. (benches/acl.rs's 10k rules, 1.6 MiB of long port lists,
+/// gained ~15 % from the stages: the size alone does not say it all.)
+const RESIDENT_BYTES: usize = 16 << 20;
 
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
@@ -196,6 +204,9 @@ pub struct Snapshot {
     pub(crate) seg_v6_list: CowVec<ListRef>,
     /// Port lists, each one run of entries: `port_entries[start..end]` for a `ListRef`.
     pub(crate) port_entries: CowVec<PortEntry>,
+    /// `port_keys[i] == port_entries[i].key` (same chunk shift, runs pushed in step, so
+    /// same indices): what `list_rule_sorted` counts through.
+    pub(crate) port_keys: CowVec<u32>,
     /// Number of distinct port lists (stats).
     pub(crate) port_lists: usize,
     /// UTF-8 bytes of rule names, each name one run (renamed rules append a new one).
@@ -253,6 +264,7 @@ impl Snapshot {
             + vec_bytes(&self.seg_v6_start)
             + vec_bytes(&self.seg_v6_list)
             + vec_bytes(&self.port_entries)
+            + vec_bytes(&self.port_keys)
             + vec_bytes(&self.rule_names)
             + vec_bytes(&self.name_spans);
         let endpoint_addresses = self
@@ -289,7 +301,7 @@ impl Snapshot {
             + self.keyed.len() * 2 * size_of::<(u64, ListRef)>()
             + self.seg_v4_start.len() * (size_of::<u32>() + size_of::<ListRef>())
             + self.seg_v6_start.len() * (size_of::<u128>() + size_of::<ListRef>())
-            + self.port_entries.len() * size_of::<PortEntry>()
+            + self.port_entries.len() * (size_of::<PortEntry>() + size_of::<u32>())
     }
 
     /// Start loading the address-map slots `end(src)` and `end(dst)` will read (the
@@ -354,11 +366,11 @@ impl Snapshot {
     fn list_rule(&self, list: ListRef, proto: u8, port: u16) -> RuleId {
         // Entries are ordered so that the first match is the lowest allowing rule:
         // protocol-specific disjoint ranges first, the any-protocol entry (if any) last.
-        let entries = &self.port_entries[list.0 as usize..list.1 as usize];
-        if entries.len() > LINEAR_SCAN {
-            return Self::list_rule_sorted(entries, proto, port);
+        let (start, end) = (list.0 as usize, list.1 as usize);
+        if end - start > LINEAR_SCAN {
+            return self.list_rule_sorted(start, end, proto, port);
         }
-        for e in entries {
+        for e in &self.port_entries[start..end] {
             if (e.proto() == proto || e.proto() == ANY_PROTO) && e.lo() <= port && port <= e.hi {
                 return e.rule;
             }
@@ -366,21 +378,25 @@ impl Snapshot {
         NONE
     }
 
-    /// `list_rule` for long lists: they are sorted by (protocol, lo) with disjoint
-    /// ranges per protocol and an any-protocol entry (if any) last, which decides only
-    /// what no specific range covers; so the one candidate is found by binary search.
+    /// `list_rule` for the long list `port_entries[start..end]`: lists are sorted by
+    /// (protocol, lo) with disjoint ranges per protocol and an any-protocol entry (if
+    /// any) last, which decides only what no specific range covers; so the one
+    /// candidate is found by a count over the list's keys (`port_keys`, a cache line
+    /// or two), and only the candidate entry and, if it misses, the last are read.
     #[inline(never)]
-    fn list_rule_sorted(entries: &[PortEntry], proto: u8, port: u16) -> RuleId {
+    fn list_rule_sorted(&self, start: usize, end: usize, proto: u8, port: u16) -> RuleId {
         let key = port_key(proto, port);
-        let i = count_at_most(entries, key, |e| e.key);
+        let i = count_at_most(&self.port_keys[start..end], key, |&k| k);
         if i > 0 {
-            let e = &entries[i - 1];
+            let e = &self.port_entries[start + i - 1];
             if e.proto() == proto && port <= e.hi {
                 return e.rule;
             }
         }
-        match entries.last() {
-            Some(e) if e.proto() == ANY_PROTO => e.rule,
+        // The last key tells whether there is an any-protocol entry, from the line the
+        // count just read.
+        match self.port_keys[end - 1] >> 16 {
+            k if k == ANY_PROTO as u32 => self.port_entries[end - 1].rule,
             _ => NONE,
         }
     }
@@ -608,10 +624,15 @@ impl Snapshot {
         }
     }
 
-    /// Request the first line of port list `list`'s entries.
+    /// Request the first line of what `list_rule(list, ..)` reads first: the entries
+    /// of a short list, the keys of a long one.
     #[inline(always)]
     fn prefetch_list(&self, list: ListRef) {
-        if let Some(e) = self.port_entries.get(list.0 as usize) {
+        if (list.1 - list.0) as usize > LINEAR_SCAN {
+            if let Some(k) = self.port_keys.get(list.0 as usize) {
+                prefetch_read(k);
+            }
+        } else if let Some(e) = self.port_entries.get(list.0 as usize) {
             prefetch_read(e);
         }
     }

@@ -118,6 +118,7 @@ impl SnapshotBuilder {
                 seg_v6_start: CowVec::new(0),
                 seg_v6_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u128>()),
                 port_entries: CowVec::new(PortEntry::new(0, 1, 0, NONE)),
+                port_keys: CowVec::with_chunk_shift(PortEntry::new(0, 1, 0, NONE).key, chunk_shift::<PortEntry>()),
                 port_lists: 0,
                 rule_names: CowVec::new(0),
                 name_spans: CowVec::new((0, 0)),
@@ -661,6 +662,10 @@ impl SnapshotBuilder {
             None => {
                 let id = self.list_refs.len() as u32;
                 let start = self.snap.port_entries.push_run(&painted) as u32;
+                // A new list (interned lists are pushed once): its keys, same indices.
+                let keys: Vec<u32> = painted.iter().map(|e| e.key).collect();
+                let key_start = self.snap.port_keys.push_run(&keys);
+                debug_assert_eq!(key_start, start as usize, "port_keys indexed like port_entries");
                 self.list_refs.push((start, start + painted.len() as u32));
                 self.snap.port_lists += 1;
                 self.list_ids.insert(painted.clone(), id);

@@ -32,6 +32,7 @@ impl Snapshot {
             seg_v6_start: self.seg_v6_start.flattened(),
             seg_v6_list: self.seg_v6_list.flattened(),
             port_entries: self.port_entries.flattened(),
+            port_keys: self.port_keys.flattened(),
             port_lists: self.port_lists,
             rule_names: self.rule_names.flattened(),
             name_spans: self.name_spans.flattened(),
@@ -52,6 +53,7 @@ impl Snapshot {
             && flat(&self.seg_v6_start)
             && flat(&self.seg_v6_list)
             && flat(&self.port_entries)
+            && flat(&self.port_keys)
             && flat(&self.rule_names)
             && flat(&self.name_spans)
     }

@@ -418,3 +418,16 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn port_keys_mirror_port_entries() {
+    // Long lists are searched through `port_keys`: they must hold every entry's key at
+    // its index, in the builder's chunked snapshot and in its flattened copy.
+    let set = five_tuple::FiveTupleSet::synthetic(4, 10, 40, 3);
+    let chunked = set.snapshot(1);
+    for snap in [&chunked, &chunked.flattened()] {
+        assert_eq!(snap.port_keys.len(), snap.port_entries.len());
+        assert!((0..snap.port_entries.len()).all(|i| snap.port_keys[i] == snap.port_entries[i].key));
+        assert!(snap.stats().port_lists > 0);
+    }
+}
