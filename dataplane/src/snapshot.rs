@@ -76,9 +76,13 @@ const BURST_CHUNK: usize = 16;
 /// VM with 2 MiB L2 per core, load ~3.5): single lookups were faster up to 8.6 MiB
 /// (50k pods × 100 policies at 2.8 MiB: 47 vs 25 M/s; 50k × 1k at 8.6 MiB: 17 vs
 /// 15 M/s; 10k × 10k at 3.7 MiB: even), the stages from 50k × 10k (50 MiB: 8.6 vs
-/// 5.7 M/s); hence 16 MiB. (benches/acl.rs's 10k rules, 1.6 MiB of long port lists,
-/// gained ~15 % from the stages: the size alone does not say it all.)
-const RESIDENT_BYTES: usize = 16 << 20;
+/// 5.7 M/s). In a worker, though, the flow table and the frames share the cache with
+/// the snapshot: benches/pipeline.rs `new_flow_burst` on 10k × 10k (3.7 MiB) took
+/// 205-214 ns per packet with the stages against 228-231 ns with single lookups
+/// (alternating binaries, taskset -c 1, load 1.0), and benches/acl.rs's 10k rules
+/// (1.6 MiB of long port lists) gained ~15 % from the stages; hence 2 MiB, what
+/// stays resident beside a worker's other data.
+const RESIDENT_BYTES: usize = 2 << 20;
 
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
