@@ -617,15 +617,14 @@ impl<S: Classifier> Pipeline<S> {
         // Opened by its own source, the connection is the packet's own.
         let verdict = if initiator == side { self.own_verdict(staged) } else { self.classify_key(&key, initiator) };
         let (generation, now) = (self.generation, self.now);
-        let direction = if side == initiator { ORIG } else { REPLY };
         if !verdict.is_allow() && self.link.as_ref().is_some_and(|l| l.log_denied) {
-            let entry = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
+            let entry = FlowEntry::opened(verdict, generation, initiator, tcp, now, side, len);
             self.log_flow(FlowEventKind::Denied, &key, &entry);
         }
         match self.flows.insert_key(&key, hash) {
             Ok(index) => {
                 // Written in place (see `FlowTable::insert_key`).
-                *self.flows.entry_mut(index) = FlowEntry::opened(verdict, generation, initiator, tcp, now, direction, len);
+                *self.flows.entry_mut(index) = FlowEntry::opened(verdict, generation, initiator, tcp, now, side, len);
                 self.counters.flow_inserts += 1;
             }
             Err(_) => self.counters.flow_table_full += 1,

@@ -142,16 +142,14 @@ impl FlowEntry {
         }
     }
 
-    /// `new` with the packet that opened the flow counted (`count(direction, bytes, now)`),
-    /// every field a plain value: written in place, no read-modify-write.
+    /// `new` with the packet that opened the flow, sent from side `from`, counted
+    /// (`count(direction(from), bytes, now)`), every field a plain value: written in
+    /// place, no read-modify-write.
     #[inline]
-    pub fn opened(verdict: Verdict, generation: u64, initiator: Side, tcp: TcpState, now: u64, direction: usize, bytes: usize) -> FlowEntry {
-        let reply = (direction & 1) as u64;
-        FlowEntry {
-            packets: [1 - reply, reply],
-            bytes: [(1 - reply) * bytes as u64, reply * bytes as u64],
-            ..FlowEntry::new(verdict, generation, initiator, tcp, now)
-        }
+    pub fn opened(verdict: Verdict, generation: u64, initiator: Side, tcp: TcpState, now: u64, from: Side, bytes: usize) -> FlowEntry {
+        let entry = FlowEntry::new(verdict, generation, initiator, tcp, now);
+        let reply = (entry.direction(from) & 1) as u64;
+        FlowEntry { packets: [1 - reply, reply], bytes: [(1 - reply) * bytes as u64, reply * bytes as u64], ..entry }
     }
 
     /// A free pool slot.
@@ -331,10 +329,10 @@ mod tests {
 
     #[test]
     fn opened_is_new_then_count() {
-        for direction in [ORIG, REPLY] {
+        for (from, direction) in [(Side::Hi, ORIG), (Side::Lo, REPLY)] {
             let mut counted = syn_flow();
             counted.count(direction, 1500, 100);
-            assert_eq!(FlowEntry::opened(Verdict::NOT_POLICED, 3, Side::Hi, TcpState::SynSent, 100, direction, 1500), counted);
+            assert_eq!(FlowEntry::opened(Verdict::NOT_POLICED, 3, Side::Hi, TcpState::SynSent, 100, from, 1500), counted);
         }
     }
 
