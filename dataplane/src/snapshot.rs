@@ -720,9 +720,17 @@ fn count_at_most<T, K: Copy + Ord>(sorted: &[T], x: K, key: impl Fn(&T) -> K) ->
         base += usize::from(key(&sorted[base + half]) <= x) * half;
         len -= half;
     }
-    // Everything before `base` is at most `x`, everything from `base + len` above it;
-    // the window `[w, w + COUNT_WINDOW)` covers `[base, base + len)` and stays in bounds.
-    let w = base.min(n - COUNT_WINDOW);
+    // Everything before `base` is at most `x`, everything from `base + len` above it.
+    count_window(sorted, base, x, key)
+}
+
+/// `count_at_most(sorted, x)` when everything before `base` is at most `x` and
+/// everything from `base + COUNT_WINDOW` above it (`sorted` holds at least
+/// `COUNT_WINDOW`): a count of exactly `COUNT_WINDOW` entries from `base`, moved back to
+/// stay in bounds (fixed length: unrolled, vectorised for `u32` keys).
+#[inline(always)]
+fn count_window<T, K: Copy + Ord>(sorted: &[T], base: usize, x: K, key: impl Fn(&T) -> K) -> usize {
+    let w = base.min(sorted.len() - COUNT_WINDOW);
     let window: &[T; COUNT_WINDOW] = sorted[w..w + COUNT_WINDOW].try_into().expect("window of COUNT_WINDOW");
     w + window.iter().map(|e| u32::from(key(e) <= x)).sum::<u32>() as usize
 }
@@ -763,10 +771,8 @@ fn segment_at<S: Copy + Ord>(run: &[S], n: usize, x: S) -> usize {
     }
     let b = count_at_most(index, x, |&s| s);
     // Starts before block `b` are at most `x` (as is the block's first), starts from
-    // block `b + 1` on above it: count a full window over block `b`, kept in bounds.
-    let w = (b * SEG_BLOCK).min(n - SEG_BLOCK);
-    let window: &[S; SEG_BLOCK] = starts[w..w + SEG_BLOCK].try_into().expect("window of SEG_BLOCK");
-    m + w + window.iter().map(|&s| u32::from(s <= x)).sum::<u32>() as usize - 1
+    // block `b + 1` on above it (`SEG_BLOCK` is `COUNT_WINDOW`; `n` > `SEG_BLOCK` here).
+    m + count_window(starts, b * SEG_BLOCK, x, |&s| s) - 1
 }
 
 /// Window `count_at_most` counts through: a cache line of `u32` segment starts.
