@@ -65,43 +65,65 @@ fn metrics_scraped_over_http_carry_exact_counts() {
     );
     let mut app = Appliance::start(dir.path(), &args, Stdio::null());
     let total = frames.len() as f64;
-    let rx0 = "palisade_port_rx_packets_total{port=\"net_pcap0\"}";
-    // Port counters are sampled every 100 ms, pipeline counters at upkeep: wait for both.
-    app.wait_for(
-        "every frame in the metrics",
-        |_| {
-            let (_, m) = scrape(&addr);
-            m.get(rx0) == Some(&total) && m.get("palisade_flow_inserts_total") == Some(&2.0)
-                && m.get("palisade_drops_total{reason=\"fragment\"}") == Some(&1.0)
-        },
-        dir.path(),
-    );
-    let (text, m) = scrape(&addr);
-    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{text}"));
     let n = |v: usize| v as f64;
-    assert_eq!(get(rx0), total);
-    assert_eq!(get("palisade_port_tx_packets_total{port=\"net_pcap1\"}"), n(allowed.len()));
-    assert_eq!(get("palisade_port_rx_packets_total{port=\"net_pcap1\"}"), 0.0);
-    assert_eq!(get("palisade_port_rx_bytes_total{port=\"net_pcap0\"}"), n(frames.iter().map(Vec::len).sum()));
-    assert_eq!(get("palisade_port_missed_packets_total{port=\"net_pcap0\"}"), 0.0);
-    let worker = m.keys().find(|k| k.starts_with("palisade_worker_packets_total{worker=\"0\"")).expect("worker 0").clone();
-    assert_eq!(get(&worker), total);
+    // Every counter at its final value. Port counters are sampled every 100 ms and
+    // pipeline counters published at upkeep, so a scrape may see some of them one
+    // sample behind the others: wait until the whole table holds, then assert it.
+    let expected: Vec<(&str, f64)> = vec![
+        ("palisade_port_rx_packets_total{port=\"net_pcap0\"}", total),
+        ("palisade_port_tx_packets_total{port=\"net_pcap1\"}", n(allowed.len())),
+        ("palisade_port_rx_packets_total{port=\"net_pcap1\"}", 0.0),
+        ("palisade_port_rx_bytes_total{port=\"net_pcap0\"}", n(frames.iter().map(Vec::len).sum())),
+        ("palisade_port_missed_packets_total{port=\"net_pcap0\"}", 0.0),
+        ("palisade_flow_table_entries", 2.0),
+        ("palisade_flow_inserts_total", 2.0),
+        ("palisade_flow_expiries_total", 0.0),
+        ("palisade_flow_table_full_total", 0.0),
+        ("palisade_flow_log_dropped_total", 0.0),
+        ("palisade_drops_total{reason=\"policy\"}", n(denied.len())),
+        ("palisade_drops_total{reason=\"malformed\"}", 1.0),
+        ("palisade_drops_total{reason=\"fragment\"}", 1.0),
+        ("palisade_drops_total{reason=\"table_full\"}", 0.0),
+        ("palisade_drops_total{reason=\"no_flow\"}", 0.0),
+        ("palisade_policy_drops_total{rule=\"dev-ingress-default-deny\"}", n(denied.len())),
+        ("palisade_snapshot_generation", 1.0),
+        ("palisade_policy_applied_total", 0.0),
+        ("palisade_policy_rejected_total", 0.0),
+    ];
+    let worker_packets = |m: &HashMap<String, f64>| {
+        m.iter().find(|(k, _)| k.starts_with("palisade_worker_packets_total{worker=\"0\"")).map(|(_, v)| *v)
+    };
+    let mismatches = |m: &HashMap<String, f64>| {
+        let mut bad: Vec<String> = expected
+            .iter()
+            .filter(|(k, v)| m.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k} = {:?}, expected {v}", m.get(*k)))
+            .collect();
+        if worker_packets(m) != Some(total) {
+            bad.push(format!("worker 0 packets = {:?}, expected {total}", worker_packets(m)));
+        }
+        bad
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (text, m) = loop {
+        let (text, m) = scrape(&addr);
+        let bad = mismatches(&m);
+        if bad.is_empty() {
+            break (text, m);
+        }
+        if let Ok(Some(status)) = app.child.try_wait() {
+            panic!("palisade run exited ({status}) before every counter was final: {bad:?}");
+        }
+        assert!(std::time::Instant::now() < deadline, "counters never reached their final values: {bad:#?}\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{text}"));
+    for (k, v) in &expected {
+        assert_eq!(get(k), *v, "{k}");
+    }
+    assert_eq!(worker_packets(&m), Some(total));
     let cpp = m.iter().find(|(k, _)| k.starts_with("palisade_worker_cycles_per_packet{worker=\"0\"")).unwrap().1;
     assert!(*cpp > 0.0, "{text}");
-    assert_eq!(get("palisade_flow_table_entries"), 2.0);
-    assert_eq!(get("palisade_flow_inserts_total"), 2.0);
-    assert_eq!(get("palisade_flow_expiries_total"), 0.0);
-    assert_eq!(get("palisade_flow_table_full_total"), 0.0);
-    assert_eq!(get("palisade_flow_log_dropped_total"), 0.0);
-    assert_eq!(get("palisade_drops_total{reason=\"policy\"}"), n(denied.len()));
-    assert_eq!(get("palisade_drops_total{reason=\"malformed\"}"), 1.0);
-    assert_eq!(get("palisade_drops_total{reason=\"fragment\"}"), 1.0);
-    assert_eq!(get("palisade_drops_total{reason=\"table_full\"}"), 0.0);
-    assert_eq!(get("palisade_drops_total{reason=\"no_flow\"}"), 0.0);
-    assert_eq!(get("palisade_policy_drops_total{rule=\"dev-ingress-default-deny\"}"), n(denied.len()));
-    assert_eq!(get("palisade_snapshot_generation"), 1.0);
-    assert_eq!(get("palisade_policy_applied_total"), 0.0);
-    assert_eq!(get("palisade_policy_rejected_total"), 0.0);
     assert!(get("palisade_snapshot_compile_seconds") > 0.0);
 
     // The flow log: one line, for client2's denied SYN.
