@@ -11,19 +11,6 @@
 //! on transparent huge pages (`dpdk::hugemem`): the slot array spans 16 MiB at the
 //! default capacity, and on 4 KiB pages a lookup would miss the TLB as well as the
 //! cache. The packet path never allocates.
-//!
-//! Hot map: huge pages do not always help. Under a VM whose memory the host backs with
-//! 4 KiB pages, the TLB caches the guest's 2 MiB pages as 4 KiB ones, and 1k flows in a
-//! 16 MiB slot array touch 1k pages: every hit misses the TLB on its slot (measured on
-//! the e2e host: a pointer chase over 1k lines spread on 16 MiB, 5.6-6.8 ns per access on
-//! 4 KiB or "huge" pages alike, 1.2 ns on 256 KiB). So while a large table holds few
-//! flows (`HOT_FLOWS`), a small direct-mapped array of pool indices (`HOT` entries, 64
-//! KiB, by the hash's low bits) answers lookups first: an entry is only a hint, trusted
-//! when the record it names holds the key and is live (a key is in the table at most
-//! once), else the slots are probed and the hint replaced. Which flow a lookup finds is
-//! unchanged; only where the table looks first.
-
-use std::cell::Cell;
 
 use crate::dpdk::hugemem::HugeSlice;
 use crate::dpdk::prefetch::prefetch_read;
@@ -41,15 +28,6 @@ const EMPTY: u32 = u32::MAX;
 
 /// Slots `prefetch_record` looks at: at load ≤ 0.5 nearly every chain is shorter.
 const PREFETCH_PROBE: usize = 4;
-
-/// Entries of the hot map (a power of two): 64 KiB of pool indices, 16 pages.
-const HOT: usize = 1 << 14;
-/// The hot map answers first while the table holds at most this many flows: at a
-/// quarter full, about one flow in eight shares its entry with another.
-const HOT_FLOWS: usize = HOT / 4;
-/// Tables with at most this many slots (256 KiB) have no hot map: their slots are as
-/// few pages as the map would be.
-const HOT_MIN_SLOTS: usize = 1 << 15;
 
 /// A pool record: the key, then (on the next cache line) the entry.
 #[derive(Clone, Copy)]
@@ -70,9 +48,6 @@ pub struct TableFull;
 pub struct FlowTable {
     slots: HugeSlice<Slot>,
     mask: usize,
-    /// The hot map (see the module doc): pool indices or `EMPTY`, hints only; empty
-    /// when the slot array is small.
-    hot: Box<[Cell<u32>]>,
     records: HugeSlice<Record>,
     /// Free pool indices; never grows past its initial capacity.
     free: Vec<u32>,
@@ -96,7 +71,6 @@ impl FlowTable {
         FlowTable {
             slots: HugeSlice::filled(slot_count, EMPTY_SLOT),
             mask: slot_count - 1,
-            hot: (0..if slot_count > HOT_MIN_SLOTS { HOT } else { 0 }).map(|_| Cell::new(EMPTY)).collect(),
             records: HugeSlice::filled(capacity, Record { key: FlowKey::default(), entry: FlowEntry::EMPTY }),
             free: (0..capacity as u32).rev().collect(),
             seed,
@@ -127,38 +101,9 @@ impl FlowTable {
         key.hash(self.seed)
     }
 
-    /// The hot map entry of `hash`, while the map is in use.
-    #[inline(always)]
-    fn hot_entry(&self, hash: u32) -> Option<&Cell<u32>> {
-        if self.hot.is_empty() || self.len() > HOT_FLOWS {
-            return None;
-        }
-        Some(&self.hot[hash as usize & (HOT - 1)])
-    }
-
     /// The pool index of `key`'s flow, if present. `hash` is `self.hash(key)`.
-    #[inline(always)]
-    pub fn find(&self, key: &FlowKey, hash: u32) -> Option<u32> {
-        let Some(hot) = self.hot_entry(hash) else {
-            return self.probe(key, hash);
-        };
-        let index = hot.get();
-        if index != EMPTY {
-            let record = &self.records[index as usize];
-            if record.key == *key && record.entry.is_live() {
-                return Some(index);
-            }
-        }
-        let found = self.probe(key, hash);
-        if let Some(index) = found {
-            hot.set(index);
-        }
-        found
-    }
-
-    /// `find` through the slots.
     #[inline]
-    fn probe(&self, key: &FlowKey, hash: u32) -> Option<u32> {
+    pub fn find(&self, key: &FlowKey, hash: u32) -> Option<u32> {
         let mut pos = hash as usize & self.mask;
         loop {
             let slot = self.slots[pos];
@@ -174,13 +119,9 @@ impl FlowTable {
 
     /// Prefetch the slot line where a lookup of `hash` starts (first stage of a batched
     /// lookup: hash a burst's keys, prefetch their slots, then their records).
-    /// While the hot map is in use, its entry instead.
     #[inline(always)]
     pub fn prefetch_slot(&self, hash: u32) {
-        match self.hot_entry(hash) {
-            Some(hot) => prefetch_read(hot),
-            None => prefetch_read(&self.slots[hash as usize & self.mask]),
-        }
+        prefetch_read(&self.slots[hash as usize & self.mask]);
     }
 
     /// Prefetch the record (key line and entry line) that a lookup of `hash` will most
@@ -188,15 +129,8 @@ impl FlowTable {
     /// few slots. Reads slots only; a hint, so a stale or wrong guess costs nothing but
     /// the bandwidth. Returns `false` when the chain ended without a slot of that hash:
     /// a lookup of `hash` made now would miss.
-    /// While the hot map is in use, the record its entry names, if any (a hint too).
     #[inline(always)]
     pub fn prefetch_record(&self, hash: u32) -> bool {
-        if let Some(index) = self.hot_entry(hash).map(Cell::get).filter(|&i| i != EMPTY) {
-            let record = &self.records[index as usize];
-            prefetch_read(&record.key);
-            prefetch_read(&record.entry);
-            return true;
-        }
         let mut pos = hash as usize & self.mask;
         for _ in 0..PREFETCH_PROBE {
             let slot = self.slots[pos];
@@ -262,9 +196,6 @@ impl FlowTable {
             pos = (pos + 1) & self.mask;
         }
         self.slots[pos] = Slot { hash, index };
-        if let Some(hot) = self.hot_entry(hash) {
-            hot.set(index);
-        }
         Ok(index)
     }
 
@@ -325,11 +256,7 @@ impl FlowTable {
         let mut removed = 0;
         for _ in 0..budget.min(used) {
             let index = self.age_cursor as u32;
-            // Wrapped by a compare: a `%` here was a division per record looked at.
-            self.age_cursor += 1;
-            if self.age_cursor >= used {
-                self.age_cursor = 0;
-            }
+            self.age_cursor = (self.age_cursor + 1) % used;
             if self.records[index as usize].entry.is_live() && self.is_expired(index, now) {
                 let record = &self.records[index as usize];
                 on_expired(&record.key, &record.entry);
@@ -424,45 +351,6 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.age(7201, 8), 2);
         assert!(t.is_empty());
-    }
-
-    #[test]
-    fn hot_map_finds_what_the_slots_find() {
-        // Large enough for a hot map; random inserts and removals against a model, past
-        // `HOT_FLOWS` and back below it, so stale hints (removed flows, reused records)
-        // are met both while the map is in use and after it was left.
-        let mut t = table(1 << 15);
-        assert!(!t.hot.is_empty());
-        let mut model: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        let mut x = 0x9e37_79b9_u32;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
-        for round in 0..60_000u32 {
-            // Grow to about 6000 flows, then shrink to a few hundred, twice.
-            let target = if (round / 15_000) % 2 == 0 { 6_000 } else { 300 };
-            let n = rand() % 8_000;
-            let k = key(n);
-            let found = t.find(&k, t.hash(&k));
-            assert_eq!(found, model.get(&n).copied(), "round {round}, key {n}");
-            match found {
-                Some(index) if model.len() > target || rand() % 4 == 0 => {
-                    t.remove(index);
-                    model.remove(&n);
-                }
-                None if model.len() < target => {
-                    model.insert(n, t.insert(k, t.hash(&k), entry(0)).unwrap());
-                }
-                _ => {}
-            }
-            assert_eq!(t.len(), model.len());
-        }
-        for (n, index) in &model {
-            assert_eq!(t.find(&key(*n), t.hash(&key(*n))), Some(*index));
-        }
     }
 
     #[test]
