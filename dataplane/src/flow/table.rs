@@ -256,7 +256,11 @@ impl FlowTable {
         let mut removed = 0;
         for _ in 0..budget.min(used) {
             let index = self.age_cursor as u32;
-            self.age_cursor = (self.age_cursor + 1) % used;
+            // Wrapped by a compare: a `%` here was a division per record looked at.
+            self.age_cursor += 1;
+            if self.age_cursor >= used {
+                self.age_cursor = 0;
+            }
             if self.records[index as usize].entry.is_live() && self.is_expired(index, now) {
                 let record = &self.records[index as usize];
                 on_expired(&record.key, &record.entry);
