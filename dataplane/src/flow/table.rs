@@ -339,15 +339,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn aging_is_bounded_and_removes_only_expired() {
-        let mut t = table(8);
-        // Two established TCP flows (7200 s), one flow in SYN-sent (30 s).
+    /// A flow in SYN-sent (30 s timeout) since time 0.
+    fn syn_sent() -> FlowEntry {
+        FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::SynSent, 0)
+    }
+
+    /// A table of `capacity` with two established TCP flows (7200 s) at pool indices 0
+    /// and 1 and a SYN-sent one (30 s) at 2.
+    fn three_flows(capacity: usize) -> FlowTable {
+        let mut t = table(capacity);
         for n in 0..2 {
             t.insert(key(n), t.hash(&key(n)), entry(0)).unwrap();
         }
-        let syn = FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::SynSent, 0);
-        t.insert(key(2), t.hash(&key(2)), syn).unwrap();
+        t.insert(key(2), t.hash(&key(2)), syn_sent()).unwrap();
+        t
+    }
+
+    #[test]
+    fn aging_is_bounded_and_removes_only_expired() {
+        let mut t = three_flows(8);
         assert_eq!(t.age(30, 8), 0, "30 s is not past the 30 s timeout");
         // Pool order: indices 0, 1, 2 are the three flows; a budget of 2 stops before 2.
         assert_eq!(t.age(31, 2), 0);
@@ -359,19 +369,14 @@ mod tests {
 
     #[test]
     fn aging_walks_only_records_that_held_a_flow() {
-        let mut t = table(1024);
-        for n in 0..2 {
-            t.insert(key(n), t.hash(&key(n)), entry(0)).unwrap();
-        }
-        let syn = FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::SynSent, 0);
-        t.insert(key(2), t.hash(&key(2)), syn).unwrap();
+        let mut t = three_flows(1024);
         // Three records ever used: a step of 3 covers them all and wraps, so the next
         // one looks at them again rather than at the 1021 never-used records after them.
         assert_eq!(t.age(10, 3), 0);
         assert_eq!(t.age(31, 3), 1, "the SYN-sent flow expired at 30 s");
         assert_eq!(t.len(), 2);
         // A freed record is handed out again before any new one: the walk stays at 3.
-        t.insert(key(3), t.hash(&key(3)), syn).unwrap();
+        t.insert(key(3), t.hash(&key(3)), syn_sent()).unwrap();
         assert_eq!(t.age(62, 3), 1);
         assert_eq!(t.iter().count(), 2);
     }
