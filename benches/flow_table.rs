@@ -2,7 +2,8 @@
 //! addressing over a slot array into a preallocated pool) side by side with hashbrown's
 //! `HashMap` (its default hasher) and `HashTable` (hashbrown's raw table, fed the same
 //! seeded hash as `FlowTable`, so only the table layout differs). Each iteration looks
-//! up a batch of 4096 keys in random order, hash included.
+//! up a batch of 4096 keys in random order, hash included. At 1k flows also palisade's
+//! table sized for 1M (`palisade run`'s default): `palisade_of_1M/hit/1000`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::flow::key::v4_mapped;
@@ -39,30 +40,32 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
-    for n in [10_000u32, 1_000_000] {
+    for n in [1_000u32, 10_000, 1_000_000] {
         let hits = probes(n, 0);
         let misses = probes(n, n);
         let entry = FlowEntry::new(Verdict::NOT_POLICED, 1, Side::Lo, TcpState::Established, 0);
 
-        let mut table = FlowTable::new(n as usize, FlowTimeouts::default().to_ticks(1), SEED);
-        for i in 0..n {
-            let k = key(i);
-            table.insert(k, table.hash(&k), entry).unwrap();
-        }
-        for (kind, keys) in [("hit", &hits), ("miss", &misses)] {
-            group.bench_with_input(BenchmarkId::new(format!("palisade/{kind}"), n), keys, |b, keys| {
-                b.iter(|| {
-                    let mut found = 0u32;
-                    for k in keys {
-                        if let Some(i) = table.find(k, table.hash(k)) {
-                            found += table.entry(i).generation;
+        let capacities: &[(usize, &str)] = if n == 1_000 { &[(1_000, "palisade"), (1 << 20, "palisade_of_1M")] } else { &[(n as usize, "palisade")] };
+        for &(capacity, name) in capacities {
+            let mut table = FlowTable::new(capacity, FlowTimeouts::default().to_ticks(1), SEED);
+            for i in 0..n {
+                let k = key(i);
+                table.insert(k, table.hash(&k), entry).unwrap();
+            }
+            for (kind, keys) in [("hit", &hits), ("miss", &misses)] {
+                group.bench_with_input(BenchmarkId::new(format!("{name}/{kind}"), n), keys, |b, keys| {
+                    b.iter(|| {
+                        let mut found = 0u32;
+                        for k in keys {
+                            if let Some(i) = table.find(k, table.hash(k)) {
+                                found += table.entry(i).generation;
+                            }
                         }
-                    }
-                    black_box(found)
-                })
-            });
+                        black_box(found)
+                    })
+                });
+            }
         }
-        drop(table);
 
         let mut raw: HashTable<(FlowKey, FlowEntry)> = HashTable::with_capacity(n as usize);
         let hasher = |k: &FlowKey| k.hash64(SEED);
