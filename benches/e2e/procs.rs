@@ -172,6 +172,10 @@ pub fn palisade(rig: &Rig, pcap: &Pcap, manifests: &Path, secs: f64, flow_capaci
         .args(["--memory-mb", &eal_mb(mbufs).to_string(), "--mbufs", &mbufs.to_string()])
         .args(["--idle-backoff", "off", "--duration", &format!("{secs:.4}")])
         .args(["--flow-capacity", &flow_capacity.to_string()])
+        // Its own socket and no metrics listener: a second harness (or a palisade the
+        // machine runs) must not collide on /run/palisade or port 9469.
+        .args(["--metrics-addr", "off", "--control-socket"])
+        .arg(rig.scratch.join("control.sock"))
         .args(pcap.tcp_loose.then_some("--tcp-loose"))
         .arg("--manifests")
         .arg(manifests)
