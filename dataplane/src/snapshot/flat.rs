@@ -157,13 +157,41 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
 
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<V> {
+        self.get_ref(key).copied()
+    }
+
+    /// The value of `key` where it lies (in its slot, beside the key).
+    #[inline]
+    pub(crate) fn get_ref(&self, key: K) -> Option<&V> {
         if key == K::EMPTY {
-            return self.empty_key;
+            return self.empty_key.as_ref();
         }
         match self.probe(key) {
-            (pos, true) => Some(self.slot(pos).1),
+            (pos, true) => Some(&self.slot(pos).1),
             (_, false) => None,
         }
+    }
+
+    /// `get(key)` as `(found, value)` (the filler when not found) for a lookup on a hot
+    /// path: the first two slots of the chain are compared without branches (at load
+    /// ≤ 1/2 the chain nearly always ends there), and only a longer chain takes the
+    /// loop. The caller can then pick between results with selects, not branches.
+    #[inline(always)]
+    pub(crate) fn find(&self, key: K) -> (bool, V) {
+        let h = self.home(key);
+        let (k0, v0) = *self.slot(h);
+        let (k1, v1) = *self.slot((h + 1) & (self.size - 1));
+        let (hit0, hit1) = (k0 == key, k1 == key);
+        // A chain is contiguous: `key` is not past a free slot.
+        let (free0, free1) = (k0 == K::EMPTY, k1 == K::EMPTY);
+        if !(hit0 | free0 | hit1 | free1) || key == K::EMPTY {
+            return match self.get(key) {
+                Some(v) => (true, v),
+                None => (false, self.filler),
+            };
+        }
+        let found = hit0 | (hit1 & !free0);
+        (found, if hit0 { v0 } else if found { v1 } else { self.filler })
     }
 
     /// Hint the CPU to fetch the slot where a lookup of `key` starts.
