@@ -460,15 +460,26 @@ impl Snapshot {
     /// The port list the selector part of rule set `set` gives for `peer` (the remote
     /// endpoint, `None` when the remote is not a pod): its identity's, else its
     /// namespace's, else the base list.
-    /// Both table probes are made (side by side, neither waiting on the other's
-    /// outcome) and the list picked with selects.
     #[inline(always)]
     fn selector_list(&self, set: u32, layout: &RuleSetLayout, peer: Option<&Endpoint>) -> ListRef {
         let Some(p) = peer else { return layout.base };
-        let (ns_hit, ns_list) = self.keyed.find(table_key(set, TableKind::Namespace, p.namespace));
-        let (id_hit, id_list) = self.keyed.find(table_key(set, TableKind::Identity, p.identity));
-        let list = pick(ns_hit & (layout.ns_len != 0), ns_list, layout.base);
-        pick(id_hit & (layout.id_len != 0), id_list, list)
+        if layout.id_len != 0 {
+            if let Some(l) = self
+                .keyed
+                .get(table_key(set, TableKind::Identity, p.identity))
+            {
+                return l;
+            }
+        }
+        if layout.ns_len != 0 {
+            if let Some(l) = self
+                .keyed
+                .get(table_key(set, TableKind::Namespace, p.namespace))
+            {
+                return l;
+            }
+        }
+        layout.base
     }
 
     /// The port list of the address segment of `layout` holding `remote`, or `None`
@@ -720,14 +731,6 @@ impl SideWork {
     const IDLE: SideWork = SideWork { set: NONE, list: (0, 0), best: NONE };
 }
 
-/// `if c { a } else { b }` for a port list, as arithmetic: LLVM turns such selects on
-/// loaded values into branches, which mispredict on a random probe.
-#[inline(always)]
-fn pick(c: bool, a: ListRef, b: ListRef) -> ListRef {
-    let m = u32::from(c).wrapping_neg();
-    ((a.0 & m) | (b.0 & !m), (a.1 & m) | (b.1 & !m))
-}
-
 /// The verdict of two sides' decisions.
 #[inline(always)]
 fn combine(
@@ -841,8 +844,14 @@ impl Classifier for Snapshot {
         // Both sides' table probes are independent cache misses on large snapshots:
         // start them together rather than one after the other's branches resolve.
         if let (Some(s), Some(d)) = (src_ep, dst_ep) {
-            self.prefetch_side(s.egress, Some(d));
-            self.prefetch_side(d.ingress, Some(s));
+            if s.egress != NONE {
+                self.keyed
+                    .prefetch(table_key(s.egress, TableKind::Identity, d.identity));
+            }
+            if d.ingress != NONE {
+                self.keyed
+                    .prefetch(table_key(d.ingress, TableKind::Identity, s.identity));
+            }
         }
         let (egress_ok, egress_rule) = match src_ep {
             Some(e) => self.side(e.egress, e.egress_default, dst, dst_ep, proto, dst_port),

@@ -172,28 +172,6 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
         }
     }
 
-    /// `get(key)` as `(found, value)` (the filler when not found) for a lookup on a hot
-    /// path: the first two slots of the chain are compared without branches (at load
-    /// ≤ 1/2 the chain nearly always ends there), and only a longer chain takes the
-    /// loop. The caller can then pick between results with selects, not branches.
-    #[inline(always)]
-    pub(crate) fn find(&self, key: K) -> (bool, V) {
-        let h = self.home(key);
-        let (k0, v0) = *self.slot(h);
-        let (k1, v1) = *self.slot((h + 1) & (self.size - 1));
-        let (hit0, hit1) = (k0 == key, k1 == key);
-        // A chain is contiguous: `key` is not past a free slot.
-        let (free0, free1) = (k0 == K::EMPTY, k1 == K::EMPTY);
-        if !(hit0 | free0 | hit1 | free1) || key == K::EMPTY {
-            return match self.get(key) {
-                Some(v) => (true, v),
-                None => (false, self.filler),
-            };
-        }
-        let found = hit0 | (hit1 & !free0);
-        (found, if hit0 { v0 } else if found { v1 } else { self.filler })
-    }
-
     /// Hint the CPU to fetch the slot where a lookup of `key` starts.
     #[inline(always)]
     pub(crate) fn prefetch(&self, key: K) {
