@@ -2,10 +2,15 @@
 //! workers consult for every new flow, built by `control` through [`SnapshotBuilder`].
 //!
 //! Layout (all flat arrays, shared between pods):
-//! - address → endpoint or node: one hash map per family keyed by the integer address
-//!   (IPv4: a [`flat::FlatMap`], one cache line per probe);
-//! - endpoint → identity (its class for selectors) and, per direction, either "not
-//!   isolated" or (rule set, isolation rule);
+//! - address → endpoint or node: one hash map per family keyed by the integer address.
+//!   IPv4 is a [`flat::FlatMap`] whose value is the endpoint record itself (a 32-byte
+//!   slot: key and the 28-byte record, one cache line per probe and no second load); a
+//!   node's address holds a marker record (`id` with `NODE_BIT`). IPv6 maps to the
+//!   endpoint's index in `endpoints`. Endpoints' nodes are a separate array, read only
+//!   when the other end is a node;
+//! - endpoint record: its id (same pod both ends), identity (its class for selectors)
+//!   and namespace, and per direction either "not isolated" or (rule set, isolation
+//!   rule);
 //! - rule set → a base port list (rules allowing any remote), identity and namespace
 //!   tables (selector peers: one shared hash map keyed by (rule set, identity) or
 //!   (rule set, namespace); the remote endpoint's identity, else its namespace, else the
@@ -14,8 +19,14 @@
 //!   of each block's first start: a count of the index keys picks the block, a count
 //!   of its 16 starts the segment, two cache lines and no branch to mispredict), each
 //!   pointing at an interned port list; the lowest rule found decides, and the segment
-//!   search is skipped when the selector part already found a rule below every
-//!   address rule of the set;
+//!   search is skipped when the selector part already found a rule at or below every
+//!   address rule that can match the remote: for a remote that is not a pod every
+//!   address rule of the set (`addr_min_rule`), for a pod only those whose address set
+//!   meets a prefix some endpoint address was ever given in (`pod_addr_min_rule`; an
+//!   ipBlock outside the pod network never matches a pod, so denied pod-to-pod probes
+//!   skip its search); and while every such prefix lies in one v4 segment of the set
+//!   (a pod network wholly inside or outside each ipBlock), the layout holds that
+//!   segment's list (`pod_v4_list`), which an IPv4 pod remote takes without a search;
 //! - port list → a few `(protocol, port range, rule)` entries, most specific first,
 //!   already reduced to the lowest (first) allowing rule per port.
 //!
@@ -32,11 +43,11 @@
 //! therefore runs the same steps as a staged pipeline over chunks of `BURST_CHUNK`
 //! probes, each stage doing one step for the whole chunk and requesting (prefetching)
 //! what the next stage reads, so a chunk's misses are in flight together: (1) both
-//! address slots; (2) ends resolved, endpoint records; (3) self/node/not-policed
+//! address slots; (2) ends resolved (with their records), self/node/not-policed
 //! settled, each isolated side's rule-set layout and its peer's identity and namespace
-//! table slots; (4) selector port lists, their entries; (5) the selector rule, the
-//! remote's segment arrays when the address part may still decide; (6) the segment
-//! search, the segment's entries; (7) verdicts. Verdicts are `classify`'s exactly.
+//! table slots; (3) selector port lists, their entries; (4) the selector rule, the
+//! remote's segment arrays when the address part may still decide; (5) the segment
+//! search, the segment's entries; (6) verdicts. Verdicts are `classify`'s exactly.
 
 mod addr;
 mod builder;
@@ -86,13 +97,18 @@ const RESIDENT_BYTES: usize = 2 << 20;
 
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
-/// Marks an address-map value as a node id rather than an endpoint id.
+/// Marks an address-map value (an id in the v6 map, an `Endpoint::id` in the v4 map)
+/// as a node's rather than an endpoint's.
 const NODE_BIT: u32 = 1 << 31;
 
-/// A pod endpoint as the lookup sees it.
+/// A pod endpoint as the lookup sees it: an element of `endpoints`, and the value of
+/// each of its IPv4 addresses in `addr_v4` (28 bytes: with the key, a 32-byte slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    pub(crate) node: u32,
+    /// The endpoint's index in `endpoints` (what tells "same pod both ends"); in the
+    /// v4 map the value of a node's address is a record whose `id` is the node's id
+    /// with `NODE_BIT` set (and whose other fields are `NONE`).
+    pub(crate) id: u32,
     pub(crate) namespace: u32,
     pub(crate) identity: u32,
     /// Rule set deciding traffic *to* this endpoint, or `NONE` when not isolated.
@@ -163,6 +179,16 @@ pub(crate) struct RuleSetLayout {
     /// Lowest rule of the set's address entries (`NONE` without any): a selector
     /// match below it decides without the segment search.
     pub(crate) addr_min_rule: RuleId,
+    /// The same for a remote that is a pod: the lowest rule of the address entries
+    /// whose set may hold an endpoint address (the builder's conservative bound: at
+    /// most the exact one), `NONE` when none can: a pod remote's segment can only
+    /// allow by such a rule.
+    pub(crate) pod_addr_min_rule: RuleId,
+    /// The v4 segment list of every IPv4 pod remote when all the prefixes endpoint
+    /// addresses were given in lie in one segment (the usual case: a pod network
+    /// inside or outside each ipBlock), so that a pod remote needs no segment search;
+    /// `SEARCH` otherwise.
+    pub(crate) pod_v4_list: ListRef,
     /// Segment runs (`segment_run`) at `seg_v4_start[v4_start..]` and
     /// `seg_v4_list[v4_start..]`, of `v4_len` segments (and `seg_index_len` index
     /// keys); likewise for v6.
@@ -171,6 +197,23 @@ pub(crate) struct RuleSetLayout {
     pub(crate) v6_start: u32,
     pub(crate) v6_len: u32,
 }
+
+impl RuleSetLayout {
+    /// The lowest rule the address segments can allow a remote by (a pod or not): a
+    /// selector match at or below it decides without the segment search (as does no
+    /// match when it is `NONE`).
+    #[inline(always)]
+    fn addr_bound(&self, pod_remote: bool) -> RuleId {
+        if pod_remote {
+            self.pod_addr_min_rule
+        } else {
+            self.addr_min_rule
+        }
+    }
+}
+
+/// `RuleSetLayout::pod_v4_list` when pod remotes must search the segments.
+pub(crate) const SEARCH: ListRef = (NONE, NONE);
 
 /// Sizes of a snapshot, for `palisade stats` and the bench report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -195,9 +238,13 @@ pub struct SnapshotStats {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) generation: u64,
-    pub(crate) addr_v4: FlatMap<u32, u32>,
+    /// IPv4 address → the endpoint's record itself (or a node's marker record).
+    pub(crate) addr_v4: FlatMap<u32, Endpoint>,
+    /// IPv6 address → endpoint id (or node id with `NODE_BIT`).
     pub(crate) addr_v6: HashMap<u128, u32>,
     pub(crate) endpoints: CowVec<Endpoint>,
+    /// Node of each endpoint (`NONE`: none known), read only when the other end is a node.
+    pub(crate) endpoint_nodes: CowVec<u32>,
     pub(crate) nodes: usize,
     pub(crate) rule_sets: CowVec<RuleSetLayout>,
     /// Namespace and identity tables of all rule sets: `table_key` → port list.
@@ -221,10 +268,10 @@ pub struct Snapshot {
 
 /// The two ends of a classification as the address maps resolved them.
 #[derive(Clone, Copy)]
-enum End {
+enum End<'a> {
     Unknown,
     Node(u32),
-    Pod(u32),
+    Pod(&'a Endpoint),
 }
 
 impl Snapshot {
@@ -261,6 +308,7 @@ impl Snapshot {
         let memory_bytes = self.addr_v4.heap_bytes()
             + map_bytes(&self.addr_v6)
             + vec_bytes(&self.endpoints)
+            + vec_bytes(&self.endpoint_nodes)
             + vec_bytes(&self.rule_sets)
             + self.keyed.heap_bytes()
             + vec_bytes(&self.seg_v4_start)
@@ -274,7 +322,7 @@ impl Snapshot {
         let endpoint_addresses = self
             .addr_v4
             .iter()
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.id)
             .chain(self.addr_v6.values().copied())
             .filter(|v| *v & NODE_BIT == 0)
             .count();
@@ -298,7 +346,7 @@ impl Snapshot {
     #[inline]
     fn lookup_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.addr_v4.len() * 2 * size_of::<(u32, u32)>()
+        self.addr_v4.len() * 2 * size_of::<(u32, Endpoint)>()
             + self.addr_v6.len() * 2 * size_of::<(u128, u32)>()
             + self.endpoints.len() * size_of::<Endpoint>()
             + self.rule_sets.len() * size_of::<RuleSetLayout>()
@@ -321,26 +369,30 @@ impl Snapshot {
     }
 
     #[inline(always)]
-    fn end(&self, a: IpAddr) -> End {
-        let v = match a {
-            IpAddr::V4(a) => self.addr_v4.get(u32::from(a)),
-            IpAddr::V6(a) => self.addr_v6.get(&u128::from(a)).copied(),
-        };
-        match v {
-            None => End::Unknown,
-            Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
-            Some(v) => End::Pod(v),
+    fn end(&self, a: IpAddr) -> End<'_> {
+        match a {
+            // The record is in the slot: no second load.
+            IpAddr::V4(a) => match self.addr_v4.get_ref(u32::from(a)) {
+                None => End::Unknown,
+                Some(e) if e.id & NODE_BIT != 0 => End::Node(e.id & !NODE_BIT),
+                Some(e) => End::Pod(e),
+            },
+            IpAddr::V6(a) => match self.addr_v6.get(&u128::from(a)).copied() {
+                None => End::Unknown,
+                Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
+                Some(v) => End::Pod(&self.endpoints[v as usize]),
+            },
         }
     }
 
     /// The endpoints of a classification whose ends resolved to `s` and `d`, or its
     /// whole verdict when no rule set takes part (self, own node, or no pod at all).
     #[inline(always)]
-    fn endpoints_of(
+    fn endpoints_of<'a>(
         &self,
-        s: End,
-        d: End,
-    ) -> Result<(Option<&Endpoint>, Option<&Endpoint>), Verdict> {
+        s: End<'a>,
+        d: End<'a>,
+    ) -> Result<(Option<&'a Endpoint>, Option<&'a Endpoint>), Verdict> {
         const HOST_OR_SELF: Verdict = Verdict {
             action: Action::Allow,
             reason: Reason::HostOrSelf,
@@ -348,19 +400,15 @@ impl Snapshot {
             ingress_rule: NO_RULE,
         };
         match (s, d) {
-            (End::Pod(a), End::Pod(b)) if a == b => Err(HOST_OR_SELF),
-            (End::Pod(a), End::Node(n)) if self.endpoints[a as usize].node == n => {
+            (End::Pod(a), End::Pod(b)) if a.id == b.id => Err(HOST_OR_SELF),
+            (End::Pod(a), End::Node(n)) | (End::Node(n), End::Pod(a))
+                if self.endpoint_nodes[a.id as usize] == n =>
+            {
                 Err(HOST_OR_SELF)
             }
-            (End::Node(n), End::Pod(b)) if self.endpoints[b as usize].node == n => {
-                Err(HOST_OR_SELF)
-            }
-            (End::Pod(a), End::Pod(b)) => Ok((
-                Some(&self.endpoints[a as usize]),
-                Some(&self.endpoints[b as usize]),
-            )),
-            (End::Pod(a), _) => Ok((Some(&self.endpoints[a as usize]), None)),
-            (_, End::Pod(b)) => Ok((None, Some(&self.endpoints[b as usize]))),
+            (End::Pod(a), End::Pod(b)) => Ok((Some(a), Some(b))),
+            (End::Pod(a), _) => Ok((Some(a), None)),
+            (_, End::Pod(b)) => Ok((None, Some(b))),
             _ => Err(Verdict::NOT_POLICED),
         }
     }
@@ -374,12 +422,16 @@ impl Snapshot {
         if end - start > LINEAR_SCAN {
             return self.list_rule_sorted(start, end, proto, port);
         }
+        // At most one specific range and the any-protocol entry match, the former with
+        // the lower rule: the first match is the lowest matching rule, so the scan takes
+        // the minimum over every entry (each a rule or `NONE`) and has no branch on the
+        // entries' contents to mispredict.
+        let mut best = NONE;
         for e in &self.port_entries[start..end] {
-            if (e.proto() == proto || e.proto() == ANY_PROTO) && e.lo() <= port && port <= e.hi {
-                return e.rule;
-            }
+            let hit = ((e.proto() == proto) | (e.proto() == ANY_PROTO)) & (e.lo() <= port) & (port <= e.hi);
+            best = best.min(e.rule | u32::from(!hit).wrapping_neg());
         }
-        NONE
+        best
     }
 
     /// `list_rule` for the long list `port_entries[start..end]`: lists are sorted by
@@ -431,15 +483,13 @@ impl Snapshot {
     }
 
     /// The port list of the address segment of `layout` holding `remote`, or `None`
-    /// when the set has no address entries of that family.
+    /// when the set has no address entries of that family. A pod remote's (`pod_remote`)
+    /// v4 list may be known without a search (`pod_v4_list`).
     #[inline(always)]
-    fn segment_list(&self, layout: &RuleSetLayout, remote: IpAddr) -> Option<ListRef> {
+    fn segment_list(&self, layout: &RuleSetLayout, remote: IpAddr, pod_remote: bool) -> Option<ListRef> {
         match remote {
-            IpAddr::V4(a) if layout.v4_len != 0 => {
-                let (lo, n) = (layout.v4_start as usize, layout.v4_len as usize);
-                let run = &self.seg_v4_start[lo..lo + seg_index_len(n) + n];
-                Some(self.seg_v4_list[lo + segment_at(run, n, u32::from(a))])
-            }
+            IpAddr::V4(_) if pod_remote && layout.pod_v4_list != SEARCH => Some(layout.pod_v4_list),
+            IpAddr::V4(a) if layout.v4_len != 0 => Some(self.seg_v4_list[self.segment_v4(layout, u32::from(a))]),
             IpAddr::V6(a) if layout.v6_len != 0 => {
                 let (lo, n) = (layout.v6_start as usize, layout.v6_len as usize);
                 let run = &self.seg_v6_start[lo..lo + seg_index_len(n) + n];
@@ -447,6 +497,14 @@ impl Snapshot {
             }
             _ => None,
         }
+    }
+
+    /// Position in `seg_v4_list` of the v4 segment of `layout` (`v4_len` ≠ 0) holding `a`.
+    #[inline(always)]
+    pub(crate) fn segment_v4(&self, layout: &RuleSetLayout, a: u32) -> usize {
+        let (lo, n) = (layout.v4_start as usize, layout.v4_len as usize);
+        let run = &self.seg_v4_start[lo..lo + seg_index_len(n) + n];
+        lo + segment_at(run, n, a)
     }
 
     /// One side's decision under rule set `set` (`NONE`: not isolated), given the port
@@ -460,6 +518,7 @@ impl Snapshot {
         default: RuleId,
         list: ListRef,
         remote: IpAddr,
+        pod_remote: bool,
         proto: u8,
         port: u16,
     ) -> (bool, RuleId) {
@@ -468,8 +527,8 @@ impl Snapshot {
         }
         let layout = &self.rule_sets[set as usize];
         let mut best = self.list_rule(list, proto, port);
-        if best >= layout.addr_min_rule {
-            if let Some(seg) = self.segment_list(layout, remote) {
+        if best > layout.addr_bound(pod_remote) {
+            if let Some(seg) = self.segment_list(layout, remote, pod_remote) {
                 best = best.min(self.list_rule(seg, proto, port));
             }
         }
@@ -494,7 +553,7 @@ impl Snapshot {
             return (true, NO_RULE);
         }
         let list = self.selector_list(set, &self.rule_sets[set as usize], peer);
-        self.finish_side(set, default, list, remote, proto, port)
+        self.finish_side(set, default, list, remote, peer.is_some(), proto, port)
     }
 
     /// `classify_burst` through the staged pipeline whatever the snapshot's size (the
@@ -515,25 +574,16 @@ impl Snapshot {
         for p in probes {
             self.prefetch_ends(p.src, p.dst);
         }
-        // Stage 2: resolve the ends; request the endpoint records.
-        let mut ends = [(End::Unknown, End::Unknown); BURST_CHUNK];
-        for (p, e) in probes.iter().zip(&mut ends) {
-            *e = (self.end(p.src), self.end(p.dst));
-            for end in [e.0, e.1] {
-                if let End::Pod(i) = end {
-                    prefetch_read(&self.endpoints[i as usize]);
-                }
-            }
-        }
-        // Stage 3: settle what needs no rule set; request each isolated side's layout
-        // and its peer's identity and namespace table slots. Side 0 is the source's
-        // egress (remote: the destination), side 1 the destination's ingress.
+        // Stage 2: resolve the ends (the slots hold the endpoint records) and settle
+        // what needs no rule set; request each isolated side's layout and its peer's
+        // identity and namespace table slots. Side 0 is the source's egress (remote:
+        // the destination), side 1 the destination's ingress.
         let mut sides: [(Option<&Endpoint>, Option<&Endpoint>); BURST_CHUNK] =
             [(None, None); BURST_CHUNK];
         let mut work = [[SideWork::IDLE; 2]; BURST_CHUNK];
         let mut open = [false; BURST_CHUNK];
         for i in 0..n {
-            match self.endpoints_of(ends[i].0, ends[i].1) {
+            match self.endpoints_of(self.end(probes[i].src), self.end(probes[i].dst)) {
                 Err(v) => out[i] = v,
                 Ok((s, d)) => {
                     sides[i] = (s, d);
@@ -550,7 +600,7 @@ impl Snapshot {
             }
         }
         let remote = |p: &Probe, k: usize| if k == 0 { p.dst } else { p.src };
-        // Stage 4: the selector part's port lists; request their entries.
+        // Stage 3: the selector part's port lists; request their entries.
         for i in (0..n).filter(|&i| open[i]) {
             let peers = [sides[i].1, sides[i].0];
             for (w, peer) in work[i].iter_mut().zip(peers) {
@@ -560,28 +610,30 @@ impl Snapshot {
                 }
             }
         }
-        // Stage 5: the selector part's rule; where the address part may still decide,
+        // Stage 4: the selector part's rule; where the address part may still decide,
         // request the remote's segment starts and lists.
         for i in (0..n).filter(|&i| open[i]) {
-            let p = &probes[i];
+            let (p, peers) = (&probes[i], [sides[i].1, sides[i].0]);
             for (k, w) in work[i].iter_mut().enumerate() {
                 if w.set != NONE {
                     w.best = self.list_rule(w.list, p.proto, p.dst_port);
                     let layout = &self.rule_sets[w.set as usize];
-                    if w.best >= layout.addr_min_rule {
+                    let pod = peers[k].is_some();
+                    if w.best > layout.addr_bound(pod) && !(pod && layout.pod_v4_list != SEARCH && remote(p, k).is_ipv4()) {
                         self.prefetch_segments(layout, remote(p, k));
                     }
                 }
             }
         }
-        // Stage 6: the segment search; request the segment's port entries.
+        // Stage 5: the segment search; request the segment's port entries.
         for i in (0..n).filter(|&i| open[i]) {
-            let p = &probes[i];
+            let (p, peers) = (&probes[i], [sides[i].1, sides[i].0]);
             for (k, w) in work[i].iter_mut().enumerate() {
                 if w.set != NONE {
                     let layout = &self.rule_sets[w.set as usize];
-                    if w.best >= layout.addr_min_rule {
-                        if let Some(seg) = self.segment_list(layout, remote(p, k)) {
+                    let pod = peers[k].is_some();
+                    if w.best > layout.addr_bound(pod) {
+                        if let Some(seg) = self.segment_list(layout, remote(p, k), pod) {
                             w.list = seg;
                             self.prefetch_list(seg);
                             continue;
@@ -591,7 +643,7 @@ impl Snapshot {
                 }
             }
         }
-        // Stage 7: the segment's rule; verdicts.
+        // Stage 6: the segment's rule; verdicts.
         for i in (0..n).filter(|&i| open[i]) {
             let p = &probes[i];
             let decide = |w: &SideWork, default: RuleId| {
@@ -615,7 +667,7 @@ impl Snapshot {
         }
     }
 
-    /// Stage 3 for one side decided by rule set `set` with remote endpoint `peer`.
+    /// Stage 2 for one side decided by rule set `set` with remote endpoint `peer`.
     #[inline(always)]
     fn prefetch_side(&self, set: u32, peer: Option<&Endpoint>) {
         if set == NONE {
@@ -669,9 +721,9 @@ impl Snapshot {
 struct SideWork {
     /// Rule set deciding the side; `NONE` when it is not isolated or not a pod.
     set: u32,
-    /// The selector part's port list, then (stage 6 on) the remote segment's.
+    /// The selector part's port list, then (stage 5 on) the remote segment's.
     list: ListRef,
-    /// The selector part's rule (stage 5 on).
+    /// The selector part's rule (stage 4 on).
     best: RuleId,
 }
 

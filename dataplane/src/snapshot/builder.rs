@@ -16,7 +16,7 @@
 
 use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
-use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE};
+use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, SEARCH};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -32,6 +32,10 @@ pub type IdentitySetId = u32;
 
 /// No port list: nothing allowed.
 const NO_LIST: ListRef = (0, 0);
+
+/// Filler of the endpoint array and the v4 map's free slots.
+const NO_ENDPOINT: Endpoint =
+    Endpoint { id: NONE, namespace: NONE, identity: NONE, ingress: NONE, egress: NONE, ingress_default: NONE, egress_default: NONE };
 
 /// Which remotes a rule-set entry allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +84,15 @@ pub struct SnapshotBuilder {
     snap: Snapshot,
     addr_sets: Vec<AddressSet>,
     addr_set_ids: HashMap<AddressSet, AddrSetId>,
+    /// Whether each address set meets a prefix of `pod_prefixes_*`: may hold a pod's
+    /// address (conservative: never reset).
+    addr_set_near_pods: Vec<bool>,
+    /// Rule sets with an entry naming each address set.
+    addr_set_users: Vec<Vec<RuleSetId>>,
+    /// The `POD_PREFIX_V4` (`_V6`) prefixes of every address ever given to an endpoint
+    /// (kept when the endpoint moves: a superset is conservative).
+    pod_prefixes_v4: BTreeSet<u32>,
+    pod_prefixes_v6: BTreeSet<u128>,
     identity_sets: Vec<Vec<IdentityId>>,
     /// Whether each identity set is private (`add_private_identity_set`): not shared
     /// by content, so it may grow (`identity_joined`).
@@ -107,9 +120,10 @@ impl SnapshotBuilder {
         SnapshotBuilder {
             snap: Snapshot {
                 generation,
-                addr_v4: FlatMap::new(0),
+                addr_v4: FlatMap::new(NO_ENDPOINT),
                 addr_v6: HashMap::new(),
-                endpoints: CowVec::new(Endpoint { node: NONE, namespace: NONE, identity: NONE, ingress: NONE, egress: NONE, ingress_default: NONE, egress_default: NONE }),
+                endpoints: CowVec::new(NO_ENDPOINT),
+                endpoint_nodes: CowVec::new(NONE),
                 nodes: 0,
                 rule_sets: CowVec::new(RuleSetLayout::default()),
                 keyed: FlatMap::new((0, 0)),
@@ -125,6 +139,10 @@ impl SnapshotBuilder {
             },
             addr_sets: Vec::new(),
             addr_set_ids: HashMap::new(),
+            addr_set_near_pods: Vec::new(),
+            addr_set_users: Vec::new(),
+            pod_prefixes_v4: BTreeSet::new(),
+            pod_prefixes_v6: BTreeSet::new(),
             identity_sets: Vec::new(),
             private_sets: Vec::new(),
             private_set_users: HashMap::new(),
@@ -160,7 +178,7 @@ impl SnapshotBuilder {
         for a in addrs {
             match *a {
                 IpAddr::V4(a) => {
-                    self.snap.addr_v4.get_or_insert(u32::from(a), id | NODE_BIT);
+                    self.snap.addr_v4.get_or_insert(u32::from(a), Endpoint { id: id | NODE_BIT, ..NO_ENDPOINT });
                 }
                 IpAddr::V6(a) => {
                     self.snap.addr_v6.entry(u128::from(a)).or_insert(id | NODE_BIT);
@@ -176,6 +194,8 @@ impl SnapshotBuilder {
             return id;
         }
         let id = self.addr_sets.len() as AddrSetId;
+        self.addr_set_near_pods.push(self.near_pods(&set));
+        self.addr_set_users.push(Vec::new());
         self.addr_sets.push(set.clone());
         self.addr_set_ids.insert(set, id);
         id
@@ -349,16 +369,29 @@ impl SnapshotBuilder {
         let id = set_id;
         let addr_min_rule =
             key.iter().filter(|e| matches!(e.remote, Remote::Addresses(_))).map(|e| e.rule).min().unwrap_or(NONE);
-        self.snap.rule_sets.push(RuleSetLayout {
+        let pod_addr_min_rule = self.pod_addr_min_rule(&key);
+        for e in &key {
+            if let Remote::Addresses(s) = e.remote {
+                let users = &mut self.addr_set_users[s as usize];
+                if users.last() != Some(&id) {
+                    users.push(id);
+                }
+            }
+        }
+        let mut layout = RuleSetLayout {
             base,
             ns_len: ns_entries.len() as u32,
             id_len: id_len as u32,
             addr_min_rule,
+            pod_addr_min_rule,
+            pod_v4_list: NO_LIST,
             v4_start,
             v4_len,
             v6_start,
             v6_len,
-        });
+        };
+        layout.pod_v4_list = self.pod_v4_list(&layout);
+        self.snap.rule_sets.push(layout);
         for e in &key {
             if let Remote::Identities(s) = e.remote {
                 if self.private_sets[s as usize] {
@@ -388,8 +421,9 @@ impl SnapshotBuilder {
     ) -> u32 {
         let id = self.snap.endpoints.len() as u32;
         assert!(id < NODE_BIT, "too many endpoints");
-        let record = self.endpoint_record(identity, node, ingress, egress);
+        let record = self.endpoint_record(id, identity, ingress, egress);
         self.snap.endpoints.push(record);
+        self.snap.endpoint_nodes.push(node.unwrap_or(NONE));
         self.map_addresses(id, addrs);
         id
     }
@@ -411,11 +445,12 @@ impl SnapshotBuilder {
         egress: Isolation,
     ) {
         assert!((id as usize) < self.snap.endpoints.len(), "unknown endpoint id");
-        let record = self.endpoint_record(identity, node, ingress, egress);
+        let record = self.endpoint_record(id, identity, ingress, egress);
         self.snap.endpoints.set(id as usize, record);
+        self.snap.endpoint_nodes.set(id as usize, node.unwrap_or(NONE));
         for a in old_addrs {
             match *a {
-                IpAddr::V4(v) if self.snap.addr_v4.get(u32::from(v)) == Some(id) => {
+                IpAddr::V4(v) if self.snap.addr_v4.get(u32::from(v)).map(|e| e.id) == Some(id) => {
                     self.snap.addr_v4.remove(u32::from(v));
                 }
                 IpAddr::V6(v) if self.snap.addr_v6.get(&u128::from(v)) == Some(&id) => {
@@ -427,7 +462,7 @@ impl SnapshotBuilder {
         self.map_addresses(id, addrs);
     }
 
-    fn endpoint_record(&self, identity: IdentityId, node: Option<NodeId>, ingress: Isolation, egress: Isolation) -> Endpoint {
+    fn endpoint_record(&self, id: u32, identity: IdentityId, ingress: Isolation, egress: Isolation) -> Endpoint {
         let namespace = *self.identity_namespace.get(identity as usize).expect("identity registered with add_identity");
         let split = |iso: Isolation| match iso {
             Isolation::Open => (NONE, crate::verdict::NO_RULE),
@@ -438,19 +473,125 @@ impl SnapshotBuilder {
         };
         let (ingress, ingress_default) = split(ingress);
         let (egress, egress_default) = split(egress);
-        Endpoint { node: node.unwrap_or(NONE), namespace, identity, ingress, egress, ingress_default, egress_default }
+        Endpoint { id, namespace, identity, ingress, egress, ingress_default, egress_default }
     }
 
+    /// Map `addrs` to endpoint `id` (its record set already): each v4 slot gets a copy
+    /// of the record (so every write of a record ends here), each v6 entry the id.
     fn map_addresses(&mut self, id: u32, addrs: &[IpAddr]) {
+        let record = self.snap.endpoints[id as usize];
         for a in addrs {
-            let slot = match *a {
-                IpAddr::V4(v) => self.snap.addr_v4.get_or_insert(u32::from(v), id),
-                IpAddr::V6(v) => self.snap.addr_v6.entry(u128::from(v)).or_insert(id),
+            self.mark_pod_prefix(*a);
+            let holder = match *a {
+                IpAddr::V4(v) => {
+                    let slot = self.snap.addr_v4.get_or_insert(u32::from(v), record);
+                    let holder = slot.id;
+                    if holder & NODE_BIT != 0 || holder == id {
+                        *slot = record;
+                    }
+                    holder
+                }
+                IpAddr::V6(v) => {
+                    let slot = self.snap.addr_v6.entry(u128::from(v)).or_insert(id);
+                    let holder = *slot;
+                    if holder & NODE_BIT != 0 {
+                        *slot = id;
+                    }
+                    holder
+                }
             };
-            if *slot & NODE_BIT != 0 {
-                *slot = id;
-            } else if *slot != id {
+            if holder & NODE_BIT == 0 && holder != id {
                 self.shadowed.push(*a);
+            }
+        }
+    }
+
+    /// Whether `set` meets a prefix some endpoint address was given in.
+    fn near_pods(&self, set: &AddressSet) -> bool {
+        set.v4().iter().any(|&(lo, hi)| self.pod_prefixes_v4.range(lo >> POD_PREFIX_V4..=hi >> POD_PREFIX_V4).next().is_some())
+            || set.v6().iter().any(|&(lo, hi)| self.pod_prefixes_v6.range(lo >> POD_PREFIX_V6..=hi >> POD_PREFIX_V6).next().is_some())
+    }
+
+    /// The lowest rule of `entries`' address entries whose set may hold a pod address
+    /// (`NONE` without any): `RuleSetLayout::pod_addr_min_rule`.
+    fn pod_addr_min_rule(&self, entries: &[RuleSetEntry]) -> RuleId {
+        let near = |e: &RuleSetEntry| matches!(e.remote, Remote::Addresses(s) if self.addr_set_near_pods[s as usize]);
+        entries.iter().filter(|e| near(e)).map(|e| e.rule).min().unwrap_or(NONE)
+    }
+
+    /// `RuleSetLayout::pod_v4_list` of `layout` for the current v4 pod prefixes: the list
+    /// of the one segment holding them all, else `SEARCH` (no list when no address can
+    /// be a pod's yet or the set has no v4 segments: nothing to search then).
+    fn pod_v4_list(&self, layout: &RuleSetLayout) -> ListRef {
+        let (Some(&first), Some(&last)) = (self.pod_prefixes_v4.first(), self.pod_prefixes_v4.last()) else { return NO_LIST };
+        if layout.v4_len == 0 {
+            return NO_LIST;
+        }
+        let (lo, hi) = (first << POD_PREFIX_V4, (last << POD_PREFIX_V4) | (u32::MAX >> (32 - POD_PREFIX_V4)));
+        let at = self.snap.segment_v4(layout, lo);
+        if self.snap.segment_v4(layout, hi) == at {
+            self.snap.seg_v4_list[at]
+        } else {
+            SEARCH
+        }
+    }
+
+    /// `a` is (becoming) an endpoint address: when its prefix is new, the address sets
+    /// it meets may now hold pods, and the rule sets naming them get their
+    /// `pod_addr_min_rule` lowered to match. Rare (pods share a few prefixes), and
+    /// then O(address sets) plus the rule sets concerned.
+    fn mark_pod_prefix(&mut self, a: IpAddr) {
+        let mut widens = false;
+        let (lo, hi) = match a {
+            IpAddr::V4(v) => {
+                let p = u32::from(v) >> POD_PREFIX_V4;
+                let (first, last) = (self.pod_prefixes_v4.first().copied(), self.pod_prefixes_v4.last().copied());
+                widens = first.map_or(true, |f| p < f) || last.map_or(true, |l| p > l);
+                if !self.pod_prefixes_v4.insert(p) {
+                    return;
+                }
+                let lo = u128::from(p << POD_PREFIX_V4);
+                (lo, lo | u128::from(u32::MAX >> (32 - POD_PREFIX_V4)))
+            }
+            IpAddr::V6(v) => {
+                let p = u128::from(v) >> POD_PREFIX_V6;
+                if !self.pod_prefixes_v6.insert(p) {
+                    return;
+                }
+                let lo = p << POD_PREFIX_V6;
+                (lo, lo | (u128::MAX >> (128 - POD_PREFIX_V6)))
+            }
+        };
+        let meets = |set: &AddressSet| match a {
+            IpAddr::V4(_) => set.v4().iter().any(|&(l, h)| u128::from(l) <= hi && lo <= u128::from(h)),
+            IpAddr::V6(_) => set.v6().iter().any(|&(l, h)| l <= hi && lo <= h),
+        };
+        let mut affected: Vec<RuleSetId> = Vec::new();
+        for (i, set) in self.addr_sets.iter().enumerate() {
+            if !self.addr_set_near_pods[i] && meets(set) {
+                self.addr_set_near_pods[i] = true;
+                affected.extend_from_slice(&self.addr_set_users[i]);
+            }
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        for set in affected {
+            let bound = self.pod_addr_min_rule(&self.rule_set_entries[set as usize]);
+            let mut layout = self.snap.rule_sets[set as usize];
+            if bound != layout.pod_addr_min_rule {
+                layout.pod_addr_min_rule = bound;
+                self.snap.rule_sets.set(set as usize, layout);
+            }
+        }
+        if widens {
+            // The span of v4 pod prefixes grew: each set's pod list is redone.
+            for set in 0..self.snap.rule_sets.len() {
+                let mut layout = self.snap.rule_sets[set];
+                let list = self.pod_v4_list(&layout);
+                if list != layout.pod_v4_list {
+                    layout.pod_v4_list = list;
+                    self.snap.rule_sets.set(set, layout);
+                }
             }
         }
     }
@@ -676,6 +817,12 @@ impl SnapshotBuilder {
         id
     }
 }
+
+/// Endpoint addresses are tracked by these prefixes (address bits shifted out: /16
+/// for both families), coarse enough that a new one is rare, fine enough that the
+/// usual private ipBlocks outside the pod network do not meet them.
+const POD_PREFIX_V4: u32 = 16;
+const POD_PREFIX_V6: u32 = 112;
 
 /// How many inserts ahead `key_table` prefetches the shared table's slots.
 const INSERT_AHEAD: usize = 8;

@@ -157,11 +157,17 @@ impl<K: FlatKey, V: Copy> FlatMap<K, V> {
 
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<V> {
+        self.get_ref(key).copied()
+    }
+
+    /// The value of `key` where it lies (in its slot, beside the key).
+    #[inline]
+    pub(crate) fn get_ref(&self, key: K) -> Option<&V> {
         if key == K::EMPTY {
-            return self.empty_key;
+            return self.empty_key.as_ref();
         }
         match self.probe(key) {
-            (pos, true) => Some(self.slot(pos).1),
+            (pos, true) => Some(&self.slot(pos).1),
             (_, false) => None,
         }
     }

@@ -24,6 +24,7 @@ impl Snapshot {
             addr_v4: self.addr_v4.flattened(),
             addr_v6: self.addr_v6.clone(),
             endpoints: self.endpoints.flattened(),
+            endpoint_nodes: self.endpoint_nodes.flattened(),
             nodes: self.nodes,
             rule_sets: self.rule_sets.flattened(),
             keyed: self.keyed.flattened(),
@@ -47,6 +48,7 @@ impl Snapshot {
         self.addr_v4.is_flat()
             && self.keyed.is_flat()
             && flat(&self.endpoints)
+            && flat(&self.endpoint_nodes)
             && flat(&self.rule_sets)
             && flat(&self.seg_v4_start)
             && flat(&self.seg_v4_list)

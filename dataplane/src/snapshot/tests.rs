@@ -431,3 +431,36 @@ fn port_keys_mirror_port_entries() {
         assert!(snap.stats().port_lists > 0);
     }
 }
+
+#[test]
+fn pod_remotes_skip_segments_only_while_no_pod_can_be_in_them() {
+    // Pod b (10.1.0.2) admits tcp/80 from 172.16.0.0/16 (r0), which holds no pod
+    // address: a pod remote skips the segment search (and knows its segment), until a
+    // pod is given an address in it (here pod a moves there).
+    let mut b = SnapshotBuilder::new(1);
+    let (r0, deny) = (b.add_rule("r0"), b.add_rule("deny"));
+    let outside = Remote::Addresses(b.add_address_set(AddressSet::from_net("172.16.0.0/16".parse().unwrap())));
+    let set = b.add_rule_set(&[RuleSetEntry { rule: r0, remote: outside, ports: ports(TCP, 80, 80) }]);
+    let id = b.add_identity(0);
+    let iso = Isolation::Isolated { rules: set, default_rule: deny };
+    let a = b.add_endpoint(&[ip("10.1.0.1")], id, None, Isolation::Open, Isolation::Open);
+    b.add_endpoint(&[ip("10.1.0.2")], id, None, iso, Isolation::Open);
+    let layout = b.snapshot(1).rule_sets[set as usize];
+    // Pods are outside every ipBlock: their segment list is known (empty).
+    assert_eq!((layout.addr_min_rule, layout.pod_addr_min_rule, layout.pod_v4_list), (r0, NONE, (0, 0)));
+    let check = |s: &Snapshot, src: &str, want: RuleId| {
+        assert_eq!(s.classify(ip(src), ip("10.1.0.2"), TCP, 80).ingress_rule, want, "{src}");
+        assert_eq!(s.classify(ip(src), ip("10.1.0.2"), TCP, 81).ingress_rule, deny, "{src}");
+        assert_burst_matches_classify(s, &random_probes(&[ip(src), ip("10.1.0.2")], &[(0, 1, 0, 80), (0, 1, 0, 81), (1, 0, 0, 80)]));
+    };
+    let s = b.snapshot(2);
+    check(&s, "172.16.3.3", r0);
+    check(&s, "10.1.0.1", deny);
+    b.update_endpoint(a, &[ip("10.1.0.1")], &[ip("172.16.9.9")], id, None, Isolation::Open, Isolation::Open);
+    let layout = b.snapshot(3).rule_sets[set as usize];
+    assert_eq!((layout.pod_addr_min_rule, layout.pod_v4_list), (r0, SEARCH));
+    for s in [b.snapshot(3), b.snapshot(3).flattened()] {
+        check(&s, "172.16.9.9", r0);
+        check(&s, "172.16.3.3", r0);
+    }
+}
