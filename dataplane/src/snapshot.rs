@@ -210,6 +210,13 @@ impl RuleSetLayout {
             self.addr_min_rule
         }
     }
+
+    /// Whether `remote`'s segment list is `pod_v4_list`, known without a search: an
+    /// IPv4 pod remote while every pod prefix lies in one segment of the set.
+    #[inline(always)]
+    fn pod_list_known(&self, pod_remote: bool, remote: IpAddr) -> bool {
+        pod_remote && remote.is_ipv4() && self.pod_v4_list != SEARCH
+    }
 }
 
 /// `RuleSetLayout::pod_v4_list` when pod remotes must search the segments.
@@ -487,13 +494,13 @@ impl Snapshot {
     /// v4 list may be known without a search (`pod_v4_list`).
     #[inline(always)]
     fn segment_list(&self, layout: &RuleSetLayout, remote: IpAddr, pod_remote: bool) -> Option<ListRef> {
+        if layout.pod_list_known(pod_remote, remote) {
+            return Some(layout.pod_v4_list);
+        }
         match remote {
-            IpAddr::V4(_) if pod_remote && layout.pod_v4_list != SEARCH => Some(layout.pod_v4_list),
             IpAddr::V4(a) if layout.v4_len != 0 => Some(self.seg_v4_list[self.segment_v4(layout, u32::from(a))]),
             IpAddr::V6(a) if layout.v6_len != 0 => {
-                let (lo, n) = (layout.v6_start as usize, layout.v6_len as usize);
-                let run = &self.seg_v6_start[lo..lo + seg_index_len(n) + n];
-                Some(self.seg_v6_list[lo + segment_at(run, n, u128::from(a))])
+                Some(self.seg_v6_list[segment_pos(&self.seg_v6_start, layout.v6_start, layout.v6_len, u128::from(a))])
             }
             _ => None,
         }
@@ -502,9 +509,7 @@ impl Snapshot {
     /// Position in `seg_v4_list` of the v4 segment of `layout` (`v4_len` ≠ 0) holding `a`.
     #[inline(always)]
     pub(crate) fn segment_v4(&self, layout: &RuleSetLayout, a: u32) -> usize {
-        let (lo, n) = (layout.v4_start as usize, layout.v4_len as usize);
-        let run = &self.seg_v4_start[lo..lo + seg_index_len(n) + n];
-        lo + segment_at(run, n, a)
+        segment_pos(&self.seg_v4_start, layout.v4_start, layout.v4_len, a)
     }
 
     /// One side's decision under rule set `set` (`NONE`: not isolated), given the port
@@ -619,7 +624,7 @@ impl Snapshot {
                     w.best = self.list_rule(w.list, p.proto, p.dst_port);
                     let layout = &self.rule_sets[w.set as usize];
                     let pod = peers[k].is_some();
-                    if w.best > layout.addr_bound(pod) && !(pod && layout.pod_v4_list != SEARCH && remote(p, k).is_ipv4()) {
+                    if w.best > layout.addr_bound(pod) && !layout.pod_list_known(pod, remote(p, k)) {
                         self.prefetch_segments(layout, remote(p, k));
                     }
                 }
@@ -807,6 +812,14 @@ fn segment_run<S: Copy>(starts: &[S], lists: &[ListRef]) -> (Vec<S>, Vec<ListRef
     let mut list_run = vec![(0, 0); m];
     list_run.extend_from_slice(lists);
     (run, list_run)
+}
+
+/// Position (in the starts' and lists' shared indexing) of the segment holding `x` in
+/// the run of `len` (≥ 1) segments at `start` of `starts` (a family's segment starts).
+#[inline(always)]
+fn segment_pos<S: Copy + Ord>(starts: &CowVec<S>, start: u32, len: u32, x: S) -> usize {
+    let (lo, n) = (start as usize, len as usize);
+    lo + segment_at(&starts[lo..lo + seg_index_len(n) + n], n, x)
 }
 
 /// Position in `run` (a `segment_run` of `n` starts) of the last start at most `x`,
