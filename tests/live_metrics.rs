@@ -104,19 +104,21 @@ fn metrics_scraped_over_http_carry_exact_counts() {
         }
         bad
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let (text, m) = loop {
-        let (text, m) = scrape(&addr);
-        let bad = mismatches(&m);
-        if bad.is_empty() {
-            break (text, m);
-        }
-        if let Ok(Some(status)) = app.child.try_wait() {
-            panic!("palisade run exited ({status}) before every counter was final: {bad:?}");
-        }
-        assert!(std::time::Instant::now() < deadline, "counters never reached their final values: {bad:#?}\n{text}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    // Each change in what is still off goes to stderr, which a timeout's report shows.
+    let mut off: Vec<String> = Vec::new();
+    app.wait_for(
+        "every counter at its final value",
+        |_| {
+            let bad = mismatches(&scrape(&addr).1);
+            if bad != off {
+                eprintln!("counters not yet final: {bad:#?}");
+                off = bad;
+            }
+            off.is_empty()
+        },
+        dir.path(),
+    );
+    let (text, m) = scrape(&addr);
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{text}"));
     for (k, v) in &expected {
         assert_eq!(get(k), *v, "{k}");
