@@ -15,6 +15,11 @@
 //! other load inflates it, so compare the two figures of one line.
 //! A positional argument filters sizes as criterion does, and also skips building
 //! the clusters of sizes it excludes (`cargo bench --bench classify -- 10000pods_10000`).
+//! `PALISADE_CLASSIFY_DISTINCT=K` makes the batch its first K probes over and over:
+//! K = 1 is a lookup with every branch predicted and every line in L1, a few hundred
+//! keeps the lines in cache but not the branch history; the gap to the full batch
+//! (4096 distinct probes) is what cache misses cost (benches/README.md, "Policy
+//! lookup rate at 10k policies").
 
 use control::compile::incremental::{Incremental, ObjectChange, Order};
 use control::compile::{compile, synthetic};
@@ -59,6 +64,15 @@ fn size_filters() -> Vec<String> {
         }
     }
     filters
+}
+
+/// `PALISADE_CLASSIFY_DISTINCT` (1..=BATCH): the number of distinct probes the batch repeats.
+fn distinct() -> Option<usize> {
+    let v = std::env::var("PALISADE_CLASSIFY_DISTINCT").ok()?;
+    match v.parse::<usize>() {
+        Ok(k) if (1..=BATCH).contains(&k) => Some(k),
+        _ => panic!("PALISADE_CLASSIFY_DISTINCT={v:?}: want a count of distinct probes from 1 to {BATCH}"),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -144,8 +158,13 @@ fn bench(c: &mut Criterion) {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let flatten_ms = median(times);
-        let batch: Vec<Probe> =
+        let mut batch: Vec<Probe> =
             probes(&model).into_iter().map(|(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
+        if let Some(k) = distinct() {
+            for i in k..batch.len() {
+                batch[i] = batch[i % k];
+            }
+        }
         let (st, fst) = (chunked.stats(), flat.stats());
         eprintln!(
             "snapshot {pods} pods x {policies} policies: {} rule sets, {} table entries, {} v4 segments, {} port lists of {} entries, {} KiB chunked; flatten {flatten_ms:.1} ms, flat copy {} KiB more",
@@ -177,7 +196,8 @@ fn bench(c: &mut Criterion) {
         }
         let [cs, fs, ws, cb, fb, wb] = rates.map(median);
         summary.push(format!(
-            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns) whole {ws:.1}, flat/chunked {:.2} flat/whole {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns) whole {wb:.1}, flat/chunked {:.2} flat/whole {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
+            "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed{}; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns) whole {ws:.1}, flat/chunked {:.2} flat/whole {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns) whole {wb:.1}, flat/chunked {:.2} flat/whole {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
+            distinct().map_or(String::new(), |k| format!(" ({k} distinct, repeated)")),
             1e3 / cs,
             1e3 / fs,
             fs / cs,
