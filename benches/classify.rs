@@ -136,6 +136,7 @@ fn burst(snapshot: &Snapshot, batch: &[Probe]) -> u32 {
 
 fn bench(c: &mut Criterion) {
     let filters = size_filters();
+    let distinct = distinct();
     let mut g = c.benchmark_group("classify");
     g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -160,7 +161,7 @@ fn bench(c: &mut Criterion) {
         let flatten_ms = median(times);
         let mut batch: Vec<Probe> =
             probes(&model).into_iter().map(|(src, dst, proto, dst_port)| Probe { src, dst, proto, dst_port }).collect();
-        if let Some(k) = distinct() {
+        if let Some(k) = distinct {
             for i in k..batch.len() {
                 batch[i] = batch[i % k];
             }
@@ -197,7 +198,7 @@ fn bench(c: &mut Criterion) {
         let [cs, fs, ws, cb, fb, wb] = rates.map(median);
         summary.push(format!(
             "classify {pods} pods x {policies} policies: {allowed}/{BATCH} probes allowed{}; M classify/s wall clock: single chunked {cs:.1} ({:.1} ns each) flat {fs:.1} ({:.1} ns) whole {ws:.1}, flat/chunked {:.2} flat/whole {:.2}; burst of {BURST} chunked {cb:.1} ({:.1} ns) flat {fb:.1} ({:.1} ns) whole {wb:.1}, flat/chunked {:.2} flat/whole {:.2}; flatten {flatten_ms:.1} ms, +{} KiB",
-            distinct().map_or(String::new(), |k| format!(" ({k} distinct, repeated)")),
+            distinct.map_or(String::new(), |k| format!(" ({k} distinct, repeated)")),
             1e3 / cs,
             1e3 / fs,
             fs / cs,

@@ -104,12 +104,15 @@ fn metrics_scraped_over_http_carry_exact_counts() {
         }
         bad
     };
-    // Each change in what is still off goes to stderr, which a timeout's report shows.
+    // Each change in what is still off goes to stderr, which a timeout's report shows;
+    // the scrape that found nothing off is the one the checks below read.
     let mut off: Vec<String> = Vec::new();
+    let mut last = (String::new(), HashMap::new());
     app.wait_for(
         "every counter at its final value",
         |_| {
-            let bad = mismatches(&scrape(&addr).1);
+            last = scrape(&addr);
+            let bad = mismatches(&last.1);
             if bad != off {
                 eprintln!("counters not yet final: {bad:#?}");
                 off = bad;
@@ -118,7 +121,7 @@ fn metrics_scraped_over_http_carry_exact_counts() {
         },
         dir.path(),
     );
-    let (text, m) = scrape(&addr);
+    let (text, m) = last;
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{text}"));
     for (k, v) in &expected {
         assert_eq!(get(k), *v, "{k}");
