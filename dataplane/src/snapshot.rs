@@ -55,6 +55,7 @@ mod cow;
 pub mod five_tuple;
 mod flat;
 mod flatten;
+mod keyed;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{
@@ -67,6 +68,7 @@ use crate::verdict::{Action, Classifier, Probe, Reason, RuleId, Verdict, NO_RULE
 use cow::CowVec;
 use flat::FlatMap;
 use hashbrown::HashMap;
+use keyed::KeyedTables;
 use std::net::IpAddr;
 
 /// Protocol value of a port-list entry that matches every protocol (a rule without
@@ -162,6 +164,13 @@ pub(crate) fn table_key(set: u32, kind: TableKind, key: u32) -> u64 {
     (u64::from(set) << 33) | ((kind as u64) << 32) | u64::from(key)
 }
 
+/// `(set, kind, key)` of a `table_key`.
+#[inline]
+pub(crate) fn table_key_parts(k: u64) -> (u32, TableKind, u32) {
+    let kind = if k >> 32 & 1 == 0 { TableKind::Namespace } else { TableKind::Identity };
+    ((k >> 33) as u32, kind, k as u32)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TableKind {
     Namespace = 0,
@@ -254,8 +263,9 @@ pub struct Snapshot {
     pub(crate) endpoint_nodes: CowVec<u32>,
     pub(crate) nodes: usize,
     pub(crate) rule_sets: CowVec<RuleSetLayout>,
-    /// Namespace and identity tables of all rule sets: `table_key` → port list.
-    pub(crate) keyed: FlatMap<u64, ListRef>,
+    /// Namespace and identity tables of all rule sets: (set, namespace or identity) →
+    /// port list (`keyed`: one shared map, or a flattened copy's packed tables).
+    pub(crate) keyed: KeyedTables,
     pub(crate) seg_v4_start: CowVec<u32>,
     pub(crate) seg_v4_list: CowVec<ListRef>,
     pub(crate) seg_v6_start: CowVec<u128>,
@@ -357,7 +367,7 @@ impl Snapshot {
             + self.addr_v6.len() * 2 * size_of::<(u128, u32)>()
             + self.endpoints.len() * size_of::<Endpoint>()
             + self.rule_sets.len() * size_of::<RuleSetLayout>()
-            + self.keyed.len() * 2 * size_of::<(u64, ListRef)>()
+            + self.keyed.lookup_bytes()
             + self.seg_v4_start.len() * (size_of::<u32>() + size_of::<ListRef>())
             + self.seg_v6_start.len() * (size_of::<u128>() + size_of::<ListRef>())
             + self.port_entries.len() * (size_of::<PortEntry>() + size_of::<u32>())
@@ -471,18 +481,12 @@ impl Snapshot {
     fn selector_list(&self, set: u32, layout: &RuleSetLayout, peer: Option<&Endpoint>) -> ListRef {
         let Some(p) = peer else { return layout.base };
         if layout.id_len != 0 {
-            if let Some(l) = self
-                .keyed
-                .get(table_key(set, TableKind::Identity, p.identity))
-            {
+            if let Some(l) = self.keyed.identity(set, p.identity) {
                 return l;
             }
         }
         if layout.ns_len != 0 {
-            if let Some(l) = self
-                .keyed
-                .get(table_key(set, TableKind::Namespace, p.namespace))
-            {
+            if let Some(l) = self.keyed.namespace(set, p.namespace) {
                 return l;
             }
         }
@@ -680,8 +684,8 @@ impl Snapshot {
         }
         prefetch_read(&self.rule_sets[set as usize]);
         if let Some(p) = peer {
-            self.keyed.prefetch(table_key(set, TableKind::Identity, p.identity));
-            self.keyed.prefetch(table_key(set, TableKind::Namespace, p.namespace));
+            self.keyed.prefetch_identity(set, p.identity);
+            self.keyed.prefetch_namespace(set, p.namespace);
         }
     }
 
@@ -858,12 +862,10 @@ impl Classifier for Snapshot {
         // start them together rather than one after the other's branches resolve.
         if let (Some(s), Some(d)) = (src_ep, dst_ep) {
             if s.egress != NONE {
-                self.keyed
-                    .prefetch(table_key(s.egress, TableKind::Identity, d.identity));
+                self.keyed.prefetch_identity(s.egress, d.identity);
             }
             if d.ingress != NONE {
-                self.keyed
-                    .prefetch(table_key(d.ingress, TableKind::Identity, s.identity));
+                self.keyed.prefetch_identity(d.ingress, s.identity);
             }
         }
         let (egress_ok, egress_rule) = match src_ep {

@@ -16,6 +16,7 @@
 
 use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
+use super::keyed::KeyedTables;
 use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, SEARCH};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
@@ -126,7 +127,7 @@ impl SnapshotBuilder {
                 endpoint_nodes: CowVec::new(NONE),
                 nodes: 0,
                 rule_sets: CowVec::new(RuleSetLayout::default()),
-                keyed: FlatMap::new((0, 0)),
+                keyed: KeyedTables::Shared(FlatMap::new((0, 0))),
                 seg_v4_start: CowVec::new(0),
                 seg_v4_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u32>()),
                 seg_v6_start: CowVec::new(0),
@@ -285,12 +286,12 @@ impl SnapshotBuilder {
         let list = self.port_list(&entries, pairs.into_iter());
         let list = self.list_ref(list);
         let key = table_key(set, TableKind::Identity, id);
-        if self.snap.keyed.get(key).is_none() {
+        if self.snap.keyed.shared_mut().get(key).is_none() {
             let mut layout = self.snap.rule_sets[set as usize];
             layout.id_len += 1;
             self.snap.rule_sets.set(set as usize, layout);
         }
-        self.snap.keyed.insert(key, list);
+        self.snap.keyed.shared_mut().insert(key, list);
     }
 
     /// Rule sets registered so far (shared ones once), for the incremental compiler's
@@ -632,7 +633,7 @@ impl SnapshotBuilder {
         let s = &mut self.snap;
         s.addr_v4.shrink_to_fit();
         s.addr_v6.shrink_to_fit();
-        s.keyed.shrink_to_fit();
+        s.keyed.shared_mut().shrink_to_fit();
         self.snap
     }
 
@@ -692,9 +693,9 @@ impl SnapshotBuilder {
         // The table is large and its slots scattered: fetch a few inserts ahead.
         for (i, &(key, list)) in batch.iter().enumerate() {
             if let Some(&(ahead, _)) = batch.get(i + INSERT_AHEAD) {
-                self.snap.keyed.prefetch(ahead);
+                self.snap.keyed.shared_mut().prefetch(ahead);
             }
-            self.snap.keyed.insert(key, list);
+            self.snap.keyed.shared_mut().insert(key, list);
         }
         (own, batch.len())
     }

@@ -79,12 +79,26 @@ impl<T: Copy> CowVec<T> {
         if self.is_flat() || self.len == 0 {
             return self.clone();
         }
+        self.flat_copy(|_, v| v)
+    }
+
+    /// A flattened copy (of a flat vector too) holding `f(i, v)` in place of every
+    /// element `v` at index `i`, padding included (`f` must map the filler to itself).
+    pub(crate) fn flattened_map(&self, f: impl Fn(usize, T) -> T) -> Self {
+        if self.len == 0 {
+            return self.clone();
+        }
+        self.flat_copy(f)
+    }
+
+    fn flat_copy(&self, f: impl Fn(usize, T) -> T) -> Self {
         let entries = self.len.div_ceil(self.chunk());
         let mut all = Vec::with_capacity(entries * self.chunk());
         for s in &self.slots {
             let start = s.base as usize;
             let end = (start + self.chunk()).min(s.chunk.len());
-            all.extend_from_slice(&s.chunk[start..end]);
+            let at = all.len();
+            all.extend(s.chunk[start..end].iter().enumerate().map(|(i, &v)| f(at + i, v)));
             // A chunk smaller than `chunk` (the last, growing one) leaves filler behind.
             all.resize(all.len().next_multiple_of(self.chunk()), self.filler);
         }

@@ -464,3 +464,52 @@ fn pod_remotes_skip_segments_only_while_no_pod_can_be_in_them() {
         check(&s, "172.16.3.3", r0);
     }
 }
+
+#[test]
+fn flattening_merges_identities_with_equal_entries_into_classes() {
+    // Pod d (10.2.0.9) admits tcp/80 from identity set {i0, i1, i2} (r0) and tcp/443
+    // from {i2} (r1), udp/53 from namespace 1 (r2). i0 and i1 have the same entry in
+    // every rule set: one class; i2's entries differ; i3 (namespace 1) and i4 have none
+    // (their lookups fall back to their namespace's list, or the base list).
+    let mut b = SnapshotBuilder::new(1);
+    let (r0, r1, r2, deny) = (b.add_rule("r0"), b.add_rule("r1"), b.add_rule("r2"), b.add_rule("deny"));
+    let ids: Vec<IdentityId> = [0, 0, 0, 1, 0].iter().map(|&ns| b.add_identity(ns)).collect();
+    let web = Remote::Identities(b.add_identity_set(vec![ids[0], ids[1], ids[2]]));
+    let admin = Remote::Identities(b.add_identity_set(vec![ids[2]]));
+    let ns1 = Remote::Namespaces(b.add_identity_set(vec![1]));
+    let set = b.add_rule_set(&[
+        RuleSetEntry { rule: r0, remote: web, ports: ports(TCP, 80, 80) },
+        RuleSetEntry { rule: r1, remote: admin, ports: ports(TCP, 443, 443) },
+        RuleSetEntry { rule: r2, remote: ns1, ports: ports(UDP, 53, 53) },
+    ]);
+    let iso = Isolation::Isolated { rules: set, default_rule: deny };
+    for (k, &id) in ids.iter().enumerate() {
+        b.add_endpoint(&[ip(&format!("10.2.0.{}", k + 1)), ip(&format!("fd00:2::{}", k + 1))], id, None, Isolation::Open, Isolation::Open);
+    }
+    let own = b.add_identity(0);
+    b.add_endpoint(&[ip("10.2.0.9"), ip("fd00:2::9")], own, None, iso, Isolation::Open);
+    let chunked = b.snapshot(1);
+    let flat = chunked.flattened();
+    // Chunked: one entry per named identity (i0, i1, i2); flat: one per class.
+    assert_eq!((chunked.stats().identity_entries, flat.stats().identity_entries), (1 + 3, 1 + 2));
+    assert_eq!(flat.rule_sets[set as usize].id_len, 2);
+    // (source pod, port) → the ingress rule, in both snapshots, for v4 and v6.
+    let want = [
+        (1, TCP, 80, r0), (1, TCP, 443, deny), (1, UDP, 53, deny),
+        (2, TCP, 80, r0), (2, TCP, 443, deny), (2, UDP, 53, deny),
+        (3, TCP, 80, r0), (3, TCP, 443, r1), (3, UDP, 53, deny),
+        (4, TCP, 80, deny), (4, UDP, 53, r2),
+        (5, TCP, 80, deny), (5, UDP, 53, deny),
+    ];
+    for s in [&chunked, &flat, &flat.flattened()] {
+        for &(k, proto, port, rule) in &want {
+            for (src, dst) in [(format!("10.2.0.{k}"), "10.2.0.9"), (format!("fd00:2::{k}"), "fd00:2::9")] {
+                assert_eq!(s.classify(ip(&src), ip(dst), proto, port).ingress_rule, rule, "{src} {proto}/{port}");
+            }
+        }
+    }
+    let addrs: Vec<IpAddr> = (1..=5).chain([9]).map(|k| ip(&format!("10.2.0.{k}"))).collect();
+    // (source, destination, protocol index: 0 TCP, 1 UDP, port)
+    let shape: Vec<(usize, usize, usize, u16)> = (0..5).flat_map(|k| [(k, 5, 0, 80), (k, 5, 0, 443), (k, 5, 1, 53)]).collect();
+    assert_burst_matches_classify(&flat, &random_probes(&addrs, &shape));
+}

@@ -1,0 +1,281 @@
+//! The rule sets' identity and namespace tables: (rule set, remote identity) and (rule
+//! set, remote namespace) → port list, what the selector part of a lookup reads.
+//!
+//! Two forms. The builder writes [`KeyedTables::Shared`]: one chunked [`FlatMap`]
+//! keyed by `table_key`, which a change patches in place (16-byte slots). A flattened
+//! copy, whose identities are merged into classes (`flatten`), holds
+//! [`KeyedTables::Packed`] instead, built once and never written: at 10k pods × 10k
+//! policies the shared map's 2 MiB of slots is what a lookup misses most, so the
+//! packed form gives each half what its keys allow:
+//! - identity entries in a [`FlatMap`] of 8-byte slots, `u32` key (rule set and class
+//!   side by side) and `u32` value (the port list's start and length packed);
+//! - namespace entries in a dense rule set × namespace array of packed lists (namespace
+//!   ids are few and dense), indexed without a hash or a probe chain.
+//!
+//! A snapshot whose ids or lists do not fit those widths keeps the shared form.
+
+use super::flat::FlatMap;
+use super::{table_key, ListRef, TableKind};
+
+/// A packed cell or value: a port list as `start << LEN_BITS | length`.
+type Packed = u32;
+
+const LEN_BITS: u32 = 12;
+/// A dense namespace cell without an entry (the lookup falls back to the base list).
+const ABSENT: Packed = u32::MAX;
+
+/// A dense namespace array is used while it has at most this many cells per entry
+/// (plus a floor for small snapshots): at 10k pods × 10k policies 1193 rule sets ×
+/// 41 namespaces for 17,494 entries (2.8), at 50k 4624 × 201 for 149,755 (6.2).
+const DENSE_CELLS_PER_ENTRY: usize = 8;
+const DENSE_FLOOR: usize = 1 << 16;
+
+#[derive(Clone, Debug)]
+pub(crate) enum KeyedTables {
+    /// As the builder writes them: one map keyed by `table_key`.
+    Shared(FlatMap<u64, ListRef>),
+    /// A flattened copy's: see the module doc.
+    Packed(PackedTables),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PackedTables {
+    /// `set << class_bits | class` → packed list.
+    identity: FlatMap<u32, Packed>,
+    class_bits: u32,
+    /// `namespace[set * namespaces + ns]`: packed list or `ABSENT`.
+    namespace: std::sync::Arc<[Packed]>,
+    namespaces: u32,
+    namespace_entries: usize,
+}
+
+#[inline(always)]
+fn pack(list: ListRef) -> Option<Packed> {
+    let len = list.1.checked_sub(list.0)?;
+    let packed = u64::from(list.0) << LEN_BITS | u64::from(len);
+    (len < 1 << LEN_BITS && packed < u64::from(ABSENT)).then_some(packed as Packed)
+}
+
+#[inline(always)]
+fn unpack(p: Packed) -> ListRef {
+    let start = p >> LEN_BITS;
+    (start, start + (p & ((1 << LEN_BITS) - 1)))
+}
+
+impl KeyedTables {
+    /// The tables of a flattened copy: packed when every id and list fits (see the
+    /// module doc), else one flat shared map. `identity` entries are (rule set, class,
+    /// list), `namespace` entries (rule set, namespace, list); `sets` rule sets.
+    pub(crate) fn flat(sets: usize, identity: &[(u32, u32, ListRef)], namespace: &[(u32, u32, ListRef)]) -> KeyedTables {
+        PackedTables::new(sets, identity, namespace).map(KeyedTables::Packed).unwrap_or_else(|| {
+            let all = identity
+                .iter()
+                .map(|&(set, class, list)| (table_key(set, TableKind::Identity, class), list))
+                .chain(namespace.iter().map(|&(set, ns, list)| (table_key(set, TableKind::Namespace, ns), list)))
+                .collect();
+            KeyedTables::Shared(FlatMap::flat_from((0, 0), all))
+        })
+    }
+
+    /// The builder's map. A packed table is never written: only flattened copies hold
+    /// one, and no builder owns those.
+    pub(crate) fn shared_mut(&mut self) -> &mut FlatMap<u64, ListRef> {
+        match self {
+            KeyedTables::Shared(m) => m,
+            KeyedTables::Packed(_) => panic!("a packed identity table (a flattened copy's) is read-only"),
+        }
+    }
+
+    /// Every entry as `(table_key, list)`.
+    pub(crate) fn entries(&self) -> Vec<(u64, ListRef)> {
+        match self {
+            KeyedTables::Shared(m) => m.iter().collect(),
+            KeyedTables::Packed(p) => p.entries(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn identity(&self, set: u32, id: u32) -> Option<ListRef> {
+        match self {
+            KeyedTables::Shared(m) => m.get(table_key(set, TableKind::Identity, id)),
+            KeyedTables::Packed(p) => p.identity_key(set, id).and_then(|k| p.identity.get(k)).map(unpack),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn namespace(&self, set: u32, ns: u32) -> Option<ListRef> {
+        match self {
+            KeyedTables::Shared(m) => m.get(table_key(set, TableKind::Namespace, ns)),
+            KeyedTables::Packed(p) => match p.namespace_cell(set, ns).copied() {
+                None | Some(ABSENT) => None,
+                Some(c) => Some(unpack(c)),
+            },
+        }
+    }
+
+    /// Start loading where `identity(set, id)` looks first.
+    #[inline(always)]
+    pub(crate) fn prefetch_identity(&self, set: u32, id: u32) {
+        match self {
+            KeyedTables::Shared(m) => m.prefetch(table_key(set, TableKind::Identity, id)),
+            KeyedTables::Packed(p) => {
+                if let Some(k) = p.identity_key(set, id) {
+                    p.identity.prefetch(k);
+                }
+            }
+        }
+    }
+
+    /// Start loading what `namespace(set, ns)` reads.
+    #[inline(always)]
+    pub(crate) fn prefetch_namespace(&self, set: u32, ns: u32) {
+        match self {
+            KeyedTables::Shared(m) => m.prefetch(table_key(set, TableKind::Namespace, ns)),
+            KeyedTables::Packed(p) => {
+                if let Some(c) = p.namespace_cell(set, ns) {
+                    crate::dpdk::prefetch::prefetch_read(c);
+                }
+            }
+        }
+    }
+
+    /// Entries (identity and namespace).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            KeyedTables::Shared(m) => m.len(),
+            KeyedTables::Packed(p) => p.identity.len() + p.namespace_entries,
+        }
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            KeyedTables::Shared(m) => m.heap_bytes(),
+            KeyedTables::Packed(p) => p.identity.heap_bytes() + p.namespace.len() * std::mem::size_of::<Packed>(),
+        }
+    }
+
+    /// About how many bytes a lookup may touch (see `Snapshot::lookup_bytes`).
+    pub(crate) fn lookup_bytes(&self) -> usize {
+        match self {
+            KeyedTables::Shared(m) => m.len() * 2 * std::mem::size_of::<(u64, ListRef)>(),
+            KeyedTables::Packed(p) => {
+                p.identity.len() * 2 * std::mem::size_of::<(u32, Packed)>() + p.namespace.len() * std::mem::size_of::<Packed>()
+            }
+        }
+    }
+
+    pub(crate) fn is_flat(&self) -> bool {
+        match self {
+            KeyedTables::Shared(m) => m.is_flat(),
+            KeyedTables::Packed(_) => true,
+        }
+    }
+}
+
+impl PackedTables {
+    fn new(sets: usize, identity: &[(u32, u32, ListRef)], namespace: &[(u32, u32, ListRef)]) -> Option<PackedTables> {
+        let bits = |n: usize| usize::BITS - n.leading_zeros();
+        let classes = identity.iter().map(|e| e.1 as usize + 1).max().unwrap_or(0);
+        let class_bits = bits(classes);
+        if class_bits >= 32 || bits(sets) + class_bits > 32 {
+            return None;
+        }
+        let namespaces = namespace.iter().map(|e| e.1 as usize + 1).max().unwrap_or(0);
+        let cells = sets.checked_mul(namespaces)?;
+        if cells > (namespace.len() * DENSE_CELLS_PER_ENTRY).max(DENSE_FLOOR) {
+            return None;
+        }
+        let mut ids = Vec::with_capacity(identity.len());
+        for &(set, class, list) in identity {
+            ids.push(((set << class_bits) | class, pack(list)?));
+        }
+        let mut dense = vec![ABSENT; cells];
+        for &(set, ns, list) in namespace {
+            dense[set as usize * namespaces + ns as usize] = pack(list)?;
+        }
+        Some(PackedTables {
+            identity: FlatMap::flat_from(ABSENT, ids),
+            class_bits,
+            namespace: dense.into(),
+            namespaces: namespaces as u32,
+            namespace_entries: namespace.len(),
+        })
+    }
+
+    /// The identity map's key of (`set`, `class`); `None` for a class beyond
+    /// `class_bits` (the bare class of identities without entries), which has none.
+    #[inline(always)]
+    fn identity_key(&self, set: u32, class: u32) -> Option<u32> {
+        (class >> self.class_bits == 0).then_some((set << self.class_bits) | class)
+    }
+
+    #[inline(always)]
+    fn namespace_cell(&self, set: u32, ns: u32) -> Option<&Packed> {
+        if ns >= self.namespaces {
+            return None;
+        }
+        self.namespace.get(set as usize * self.namespaces as usize + ns as usize)
+    }
+
+    fn entries(&self) -> Vec<(u64, ListRef)> {
+        let mask = (1u32 << self.class_bits) - 1;
+        let ids = self.identity.iter().map(|(k, p)| (table_key(k >> self.class_bits, TableKind::Identity, k & mask), unpack(p)));
+        let n = self.namespaces.max(1) as usize;
+        let nss = self
+            .namespace
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c != ABSENT)
+            .map(|(i, &c)| (table_key((i / n) as u32, TableKind::Namespace, (i % n) as u32), unpack(c)));
+        ids.chain(nss).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    type Entries = Vec<(u32, u32, ListRef)>;
+
+    /// Entries with distinct (set, key) over `sets` rule sets, keys below `keys`, lists
+    /// of length below `max_len`.
+    fn entries(sets: u32, keys: u32, max_len: u32) -> impl Strategy<Value = Entries> {
+        proptest::collection::hash_map((0..sets, 0..keys), (0u32..5000, 0..max_len), 0..60)
+            .prop_map(|m| m.into_iter().map(|((set, k), (start, len))| (set, k, (start, start + len))).collect())
+    }
+
+    proptest! {
+        /// Both forms answer like a map of the entries, for keys with and without an
+        /// entry and for classes and namespaces beyond any entry's; lists too long to
+        /// pack keep the shared form.
+        #[test]
+        fn flat_tables_answer_like_a_map(ids in entries(40, 30, 40), nss in entries(40, 6, 40), long in any::<bool>()) {
+            let mut ids = ids;
+            if long && !ids.is_empty() {
+                ids[0].2 = (7, 7 + (1 << LEN_BITS));
+            }
+            let tables = KeyedTables::flat(40, &ids, &nss);
+            prop_assert_eq!(matches!(tables, KeyedTables::Packed(_)), !(long && !ids.is_empty()));
+            prop_assert_eq!(tables.len(), ids.len() + nss.len());
+            let id_map: HashMap<(u32, u32), ListRef> = ids.iter().map(|&(s, k, l)| ((s, k), l)).collect();
+            let ns_map: HashMap<(u32, u32), ListRef> = nss.iter().map(|&(s, k, l)| ((s, k), l)).collect();
+            for set in 0..40 {
+                for k in 0..70 {
+                    prop_assert_eq!(tables.identity(set, k), id_map.get(&(set, k)).copied(), "identity {} {}", set, k);
+                    prop_assert_eq!(tables.namespace(set, k), ns_map.get(&(set, k)).copied(), "namespace {} {}", set, k);
+                }
+            }
+            let mut all = tables.entries();
+            all.sort_unstable();
+            let mut want: Vec<(u64, ListRef)> = ids
+                .iter()
+                .map(|&(s, k, l)| (table_key(s, TableKind::Identity, k), l))
+                .chain(nss.iter().map(|&(s, k, l)| (table_key(s, TableKind::Namespace, k), l)))
+                .collect();
+            want.sort_unstable();
+            prop_assert_eq!(all, want);
+        }
+    }
+}
