@@ -5,16 +5,20 @@
 //! - address → endpoint or node: one hash map per family keyed by the integer address.
 //!   IPv4 is a [`flat::FlatMap`] whose value is the endpoint record itself (a 32-byte
 //!   slot: key and the 28-byte record, one cache line per probe and no second load); a
-//!   node's address holds a marker record (`id` with `NODE_BIT`). IPv6 maps to the
-//!   endpoint's index in `endpoints`. Endpoints' nodes are a separate array, read only
-//!   when the other end is a node;
-//! - endpoint record: its id (same pod both ends), identity (its class for selectors)
+//!   node's address holds a marker record (`id` with `NODE_BIT`). A flattened copy
+//!   packs it (`v4_endpoints`: 8-byte slots of endpoint id and profile, the record
+//!   without its id, which pods share). IPv6 maps to the endpoint's index in
+//!   `endpoints`. Endpoints' nodes are a separate array, read only when the other end
+//!   is a node;
+//! - endpoint record: its id (same pod both ends), identity (its class for selectors;
+//!   in a flattened copy the class of identities with equal table entries, `flatten`)
 //!   and namespace, and per direction either "not isolated" or (rule set, isolation
 //!   rule);
 //! - rule set → a base port list (rules allowing any remote), identity and namespace
-//!   tables (selector peers: one shared hash map keyed by (rule set, identity) or
-//!   (rule set, namespace); the remote endpoint's identity, else its namespace, else the
-//!   base list: each table's lists include what the later ones would add), and disjoint
+//!   tables (selector peers, `keyed`: one shared hash map keyed by (rule set, identity)
+//!   or (rule set, namespace), packed in a flattened copy; the remote endpoint's
+//!   identity, else its namespace, else the base list: each table's lists include
+//!   what the later ones would add), and disjoint
 //!   address segments (ipBlock peers; their starts in blocks of 16 behind an index
 //!   of each block's first start: a count of the index keys picks the block, a count
 //!   of its 16 starts the segment, two cache lines and no branch to mispredict), each
@@ -56,6 +60,7 @@ pub mod five_tuple;
 mod flat;
 mod flatten;
 mod keyed;
+mod v4_endpoints;
 
 pub use addr::{AddressSet, Interval};
 pub use builder::{
@@ -66,9 +71,9 @@ pub use builder::{
 use crate::dpdk::prefetch::prefetch_read;
 use crate::verdict::{Action, Classifier, Probe, Reason, RuleId, Verdict, NO_RULE};
 use cow::CowVec;
-use flat::FlatMap;
 use hashbrown::HashMap;
 use keyed::KeyedTables;
+use v4_endpoints::V4Endpoints;
 use std::net::IpAddr;
 
 /// Protocol value of a port-list entry that matches every protocol (a rule without
@@ -104,8 +109,10 @@ const NONE: u32 = u32::MAX;
 const NODE_BIT: u32 = 1 << 31;
 
 /// A pod endpoint as the lookup sees it: an element of `endpoints`, and the value of
-/// each of its IPv4 addresses in `addr_v4` (28 bytes: with the key, a 32-byte slot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// each of its IPv4 addresses in `addr_v4` (28 bytes: with the key, a 32-byte slot;
+/// a flattened copy's packed map shares one record, its profile, between the pods
+/// that differ only in `id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Endpoint {
     /// The endpoint's index in `endpoints` (what tells "same pod both ends"); in the
     /// v4 map the value of a node's address is a record whose `id` is the node's id
@@ -120,6 +127,11 @@ pub(crate) struct Endpoint {
     pub(crate) ingress_default: RuleId,
     pub(crate) egress_default: RuleId,
 }
+
+/// Filler of the endpoint array and the v4 map's free slots; with `id` a node's (and
+/// `NODE_BIT`), a node address's marker record.
+pub(crate) const NO_ENDPOINT: Endpoint =
+    Endpoint { id: NONE, namespace: NONE, identity: NONE, ingress: NONE, egress: NONE, ingress_default: NONE, egress_default: NONE };
 
 /// One entry of a port list: `proto` (or `ANY_PROTO`) with destination ports
 /// `lo..=hi` is allowed by `rule`. `proto` and `lo` are kept as one search key
@@ -254,8 +266,9 @@ pub struct SnapshotStats {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) generation: u64,
-    /// IPv4 address → the endpoint's record itself (or a node's marker record).
-    pub(crate) addr_v4: FlatMap<u32, Endpoint>,
+    /// IPv4 address → the endpoint's record (or a node's marker record); packed in a
+    /// flattened copy (`v4_endpoints`).
+    pub(crate) addr_v4: V4Endpoints,
     /// IPv6 address → endpoint id (or node id with `NODE_BIT`).
     pub(crate) addr_v6: HashMap<u128, u32>,
     pub(crate) endpoints: CowVec<Endpoint>,
@@ -283,12 +296,13 @@ pub struct Snapshot {
     pub(crate) name_spans: CowVec<(u32, u32)>,
 }
 
-/// The two ends of a classification as the address maps resolved them.
+/// The two ends of a classification as the address maps resolved them: a pod is its
+/// endpoint id and its record (whose own `id` a packed map leaves `NONE`).
 #[derive(Clone, Copy)]
-enum End<'a> {
+pub(crate) enum End<'a> {
     Unknown,
     Node(u32),
-    Pod(&'a Endpoint),
+    Pod(u32, &'a Endpoint),
 }
 
 impl Snapshot {
@@ -336,13 +350,8 @@ impl Snapshot {
             + vec_bytes(&self.port_keys)
             + vec_bytes(&self.rule_names)
             + vec_bytes(&self.name_spans);
-        let endpoint_addresses = self
-            .addr_v4
-            .iter()
-            .map(|(_, v)| v.id)
-            .chain(self.addr_v6.values().copied())
-            .filter(|v| *v & NODE_BIT == 0)
-            .count();
+        let endpoint_addresses =
+            self.addr_v4.pod_addresses() + self.addr_v6.values().filter(|v| *v & NODE_BIT == 0).count();
         SnapshotStats {
             endpoints: self.endpoints.len(),
             endpoint_addresses,
@@ -363,7 +372,7 @@ impl Snapshot {
     #[inline]
     fn lookup_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.addr_v4.len() * 2 * size_of::<(u32, Endpoint)>()
+        self.addr_v4.lookup_bytes()
             + self.addr_v6.len() * 2 * size_of::<(u128, u32)>()
             + self.endpoints.len() * size_of::<Endpoint>()
             + self.rule_sets.len() * size_of::<RuleSetLayout>()
@@ -388,16 +397,11 @@ impl Snapshot {
     #[inline(always)]
     fn end(&self, a: IpAddr) -> End<'_> {
         match a {
-            // The record is in the slot: no second load.
-            IpAddr::V4(a) => match self.addr_v4.get_ref(u32::from(a)) {
-                None => End::Unknown,
-                Some(e) if e.id & NODE_BIT != 0 => End::Node(e.id & !NODE_BIT),
-                Some(e) => End::Pod(e),
-            },
+            IpAddr::V4(a) => self.addr_v4.end(u32::from(a)),
             IpAddr::V6(a) => match self.addr_v6.get(&u128::from(a)).copied() {
                 None => End::Unknown,
                 Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
-                Some(v) => End::Pod(&self.endpoints[v as usize]),
+                Some(v) => End::Pod(v, &self.endpoints[v as usize]),
             },
         }
     }
@@ -417,15 +421,15 @@ impl Snapshot {
             ingress_rule: NO_RULE,
         };
         match (s, d) {
-            (End::Pod(a), End::Pod(b)) if a.id == b.id => Err(HOST_OR_SELF),
-            (End::Pod(a), End::Node(n)) | (End::Node(n), End::Pod(a))
-                if self.endpoint_nodes[a.id as usize] == n =>
+            (End::Pod(a, _), End::Pod(b, _)) if a == b => Err(HOST_OR_SELF),
+            (End::Pod(a, _), End::Node(n)) | (End::Node(n), End::Pod(a, _))
+                if self.endpoint_nodes[a as usize] == n =>
             {
                 Err(HOST_OR_SELF)
             }
-            (End::Pod(a), End::Pod(b)) => Ok((Some(a), Some(b))),
-            (End::Pod(a), _) => Ok((Some(a), None)),
-            (_, End::Pod(b)) => Ok((None, Some(b))),
+            (End::Pod(_, a), End::Pod(_, b)) => Ok((Some(a), Some(b))),
+            (End::Pod(_, a), _) => Ok((Some(a), None)),
+            (_, End::Pod(_, b)) => Ok((None, Some(b))),
             _ => Err(Verdict::NOT_POLICED),
         }
     }

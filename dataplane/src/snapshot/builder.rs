@@ -17,7 +17,8 @@
 use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
 use super::keyed::KeyedTables;
-use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, SEARCH};
+use super::v4_endpoints::V4Endpoints;
+use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, NO_ENDPOINT, SEARCH};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -34,9 +35,6 @@ pub type IdentitySetId = u32;
 /// No port list: nothing allowed.
 const NO_LIST: ListRef = (0, 0);
 
-/// Filler of the endpoint array and the v4 map's free slots.
-const NO_ENDPOINT: Endpoint =
-    Endpoint { id: NONE, namespace: NONE, identity: NONE, ingress: NONE, egress: NONE, ingress_default: NONE, egress_default: NONE };
 
 /// Which remotes a rule-set entry allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,7 +119,7 @@ impl SnapshotBuilder {
         SnapshotBuilder {
             snap: Snapshot {
                 generation,
-                addr_v4: FlatMap::new(NO_ENDPOINT),
+                addr_v4: V4Endpoints::Records(FlatMap::new(NO_ENDPOINT)),
                 addr_v6: HashMap::new(),
                 endpoints: CowVec::new(NO_ENDPOINT),
                 endpoint_nodes: CowVec::new(NONE),
@@ -179,7 +177,7 @@ impl SnapshotBuilder {
         for a in addrs {
             match *a {
                 IpAddr::V4(a) => {
-                    self.snap.addr_v4.get_or_insert(u32::from(a), Endpoint { id: id | NODE_BIT, ..NO_ENDPOINT });
+                    self.snap.addr_v4.records_mut().get_or_insert(u32::from(a), Endpoint { id: id | NODE_BIT, ..NO_ENDPOINT });
                 }
                 IpAddr::V6(a) => {
                     self.snap.addr_v6.entry(u128::from(a)).or_insert(id | NODE_BIT);
@@ -451,8 +449,8 @@ impl SnapshotBuilder {
         self.snap.endpoint_nodes.set(id as usize, node.unwrap_or(NONE));
         for a in old_addrs {
             match *a {
-                IpAddr::V4(v) if self.snap.addr_v4.get(u32::from(v)).map(|e| e.id) == Some(id) => {
-                    self.snap.addr_v4.remove(u32::from(v));
+                IpAddr::V4(v) if self.snap.addr_v4.record(u32::from(v)).map(|e| e.id) == Some(id) => {
+                    self.snap.addr_v4.records_mut().remove(u32::from(v));
                 }
                 IpAddr::V6(v) if self.snap.addr_v6.get(&u128::from(v)) == Some(&id) => {
                     self.snap.addr_v6.remove(&u128::from(v));
@@ -485,7 +483,7 @@ impl SnapshotBuilder {
             self.mark_pod_prefix(*a);
             let holder = match *a {
                 IpAddr::V4(v) => {
-                    let slot = self.snap.addr_v4.get_or_insert(u32::from(v), record);
+                    let slot = self.snap.addr_v4.records_mut().get_or_insert(u32::from(v), record);
                     let holder = slot.id;
                     if holder & NODE_BIT != 0 || holder == id {
                         *slot = record;
@@ -631,7 +629,7 @@ impl SnapshotBuilder {
 
     pub fn build(mut self) -> Snapshot {
         let s = &mut self.snap;
-        s.addr_v4.shrink_to_fit();
+        s.addr_v4.records_mut().shrink_to_fit();
         s.addr_v6.shrink_to_fit();
         s.keyed.shared_mut().shrink_to_fit();
         self.snap

@@ -93,7 +93,7 @@ impl Snapshot {
         let rule_sets = self.rule_sets.len();
         Snapshot {
             generation: self.generation,
-            addr_v4: self.addr_v4.flattened_map(|_, e| classes.record(e)),
+            addr_v4: self.addr_v4.flattened(self.endpoints.len(), |e| classes.record(e)),
             addr_v6: self.addr_v6.clone(),
             endpoints: self.endpoints.flattened_map(|_, e| classes.record(e)),
             endpoint_nodes: self.endpoint_nodes.flattened(),
