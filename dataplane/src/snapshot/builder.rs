@@ -35,7 +35,6 @@ pub type IdentitySetId = u32;
 /// No port list: nothing allowed.
 const NO_LIST: ListRef = (0, 0);
 
-
 /// Which remotes a rule-set entry allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Remote {
@@ -449,7 +448,7 @@ impl SnapshotBuilder {
         self.snap.endpoint_nodes.set(id as usize, node.unwrap_or(NONE));
         for a in old_addrs {
             match *a {
-                IpAddr::V4(v) if self.snap.addr_v4.record(u32::from(v)).map(|e| e.id) == Some(id) => {
+                IpAddr::V4(v) if self.snap.addr_v4.records_mut().get(u32::from(v)).map(|e| e.id) == Some(id) => {
                     self.snap.addr_v4.records_mut().remove(u32::from(v));
                 }
                 IpAddr::V6(v) if self.snap.addr_v6.get(&u128::from(v)) == Some(&id) => {

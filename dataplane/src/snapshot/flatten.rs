@@ -98,10 +98,10 @@ impl Snapshot {
             endpoints: self.endpoints.flattened_map(|_, e| classes.record(e)),
             endpoint_nodes: self.endpoint_nodes.flattened(),
             nodes: self.nodes,
-            rule_sets: self.rule_sets.flattened_map(|i, l| match i < rule_sets {
-                true => RuleSetLayout { id_len: classes.id_len[i], ..l },
-                false => l,
-            }),
+            // Past `rule_sets` lies padding, which stays filler.
+            rule_sets: self
+                .rule_sets
+                .flattened_map(|i, l| if i < rule_sets { RuleSetLayout { id_len: classes.id_len[i], ..l } } else { l }),
             keyed: classes.keyed,
             seg_v4_start: self.seg_v4_start.flattened(),
             seg_v4_list: self.seg_v4_list.flattened(),

@@ -35,6 +35,14 @@ pub(crate) struct PackedEndpoints {
     profiles: Arc<[Endpoint]>,
 }
 
+impl PackedEndpoints {
+    /// A pod's slot value as (endpoint id, profile index).
+    #[inline(always)]
+    fn split(&self, v: u32) -> (u32, usize) {
+        (v >> self.profile_bits, (v & ((1u32 << self.profile_bits) - 1)) as usize)
+    }
+}
+
 impl V4Endpoints {
     /// A flattened copy with `f` applied to each pod's record (not to the nodes'
     /// markers), `endpoints` being the number of endpoint ids: packed when ids and
@@ -47,14 +55,19 @@ impl V4Endpoints {
     fn flattened_in(&self, bits_limit: u32, endpoints: usize, f: impl Fn(Endpoint) -> Endpoint) -> V4Endpoints {
         let records: Vec<(u32, Endpoint)> =
             self.records().map(|(a, e)| (a, if e.id & NODE_BIT == 0 { f(e) } else { e })).collect();
+        // Each pod record's profile (`NONE` for nodes' markers), found in one pass.
         let mut profile_ids: HashMap<Endpoint, u32> = HashMap::new();
         let mut profiles: Vec<Endpoint> = Vec::new();
-        for (_, e) in records.iter().filter(|(_, e)| e.id & NODE_BIT == 0) {
-            profile_ids.entry(Endpoint { id: NONE, ..*e }).or_insert_with_key(|profile| {
-                profiles.push(*profile);
-                profiles.len() as u32 - 1
-            });
-        }
+        let profile_of: Vec<u32> = records
+            .iter()
+            .map(|(_, e)| match e.id & NODE_BIT {
+                0 => *profile_ids.entry(Endpoint { id: NONE, ..*e }).or_insert_with_key(|profile| {
+                    profiles.push(*profile);
+                    profiles.len() as u32 - 1
+                }),
+                _ => NONE,
+            })
+            .collect();
         let bits = |n: usize| usize::BITS - n.leading_zeros();
         let profile_bits = bits(profiles.len());
         if bits(endpoints) + profile_bits > bits_limit {
@@ -62,10 +75,8 @@ impl V4Endpoints {
         }
         let slots = records
             .into_iter()
-            .map(|(a, e)| match e.id & NODE_BIT {
-                0 => (a, (e.id << profile_bits) | profile_ids[&Endpoint { id: NONE, ..e }]),
-                _ => (a, e.id),
-            })
+            .zip(profile_of)
+            .map(|((a, e), p)| (a, if p == NONE { e.id } else { (e.id << profile_bits) | p }))
             .collect();
         V4Endpoints::Packed(PackedEndpoints { slots: FlatMap::flat_from(NONE, slots), profile_bits, profiles: profiles.into() })
     }
@@ -75,7 +86,10 @@ impl V4Endpoints {
         match self {
             V4Endpoints::Records(m) => Box::new(m.iter()),
             V4Endpoints::Packed(p) => Box::new(p.slots.iter().map(|(a, v)| match v & NODE_BIT {
-                0 => (a, Endpoint { id: v >> p.profile_bits, ..p.profiles[(v & ((1 << p.profile_bits) - 1)) as usize] }),
+                0 => {
+                    let (id, profile) = p.split(v);
+                    (a, Endpoint { id, ..p.profiles[profile] })
+                }
                 _ => (a, Endpoint { id: v, ..NO_ENDPOINT }),
             })),
         }
@@ -86,14 +100,6 @@ impl V4Endpoints {
     pub(crate) fn records_mut(&mut self) -> &mut FlatMap<u32, Endpoint> {
         match self {
             V4Endpoints::Records(m) => m,
-            V4Endpoints::Packed(_) => panic!("a packed address map (a flattened copy's) is read-only"),
-        }
-    }
-
-    /// The record of the endpoint holding `a` (from the builder's map only: a write path).
-    pub(crate) fn record(&self, a: u32) -> Option<Endpoint> {
-        match self {
-            V4Endpoints::Records(m) => m.get(a),
             V4Endpoints::Packed(_) => panic!("a packed address map (a flattened copy's) is read-only"),
         }
     }
@@ -111,9 +117,9 @@ impl V4Endpoints {
                 None => End::Unknown,
                 Some(v) if v & NODE_BIT != 0 => End::Node(v & !NODE_BIT),
                 Some(v) => {
-                    let mask = (1u32 << p.profile_bits) - 1;
-                    match p.profiles.get((v & mask) as usize) {
-                        Some(e) => End::Pod(v >> p.profile_bits, e),
+                    let (id, profile) = p.split(v);
+                    match p.profiles.get(profile) {
+                        Some(e) => End::Pod(id, e),
                         None => End::Unknown,
                     }
                 }
