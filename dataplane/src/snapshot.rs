@@ -60,6 +60,7 @@ pub mod five_tuple;
 mod flat;
 mod flatten;
 mod keyed;
+mod ranked;
 mod v4_endpoints;
 
 pub use addr::{AddressSet, Interval};
