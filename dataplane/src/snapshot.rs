@@ -488,17 +488,17 @@ impl Snapshot {
     #[inline(always)]
     fn selector_list(&self, set: u32, layout: &RuleSetLayout, peer: Option<&Endpoint>) -> ListRef {
         let Some(p) = peer else { return layout.base };
+        // The namespace's list, else the base: chosen by mask, as whether a rule set
+        // names the remote's namespace is a coin toss to the branch predictor (27 % of
+        // the lookups at 10k pods × 10k policies); the identity's, which overrides it,
+        // is rare (4 %) and predicted.
+        let fallback = if layout.ns_len != 0 { self.keyed.namespace_or(set, p.namespace, layout.base) } else { layout.base };
         if layout.id_len != 0 {
             if let Some(l) = self.keyed.identity(set, p.identity) {
                 return l;
             }
         }
-        if layout.ns_len != 0 {
-            if let Some(l) = self.keyed.namespace(set, p.namespace) {
-                return l;
-            }
-        }
-        layout.base
+        fallback
     }
 
     /// The port list of the address segment of `layout` holding `remote`, or `None`

@@ -139,7 +139,7 @@ impl KeyedTables {
         }
     }
 
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn namespace(&self, set: u32, ns: u32) -> Option<ListRef> {
         match self {
             KeyedTables::Shared(m) => m.get(table_key(set, TableKind::Namespace, ns)),
@@ -147,6 +147,22 @@ impl KeyedTables {
                 None | Some(ABSENT) => None,
                 Some(c) => Some(unpack(c)),
             },
+        }
+    }
+
+    /// `namespace(set, ns)`, else `fallback`; for the dense array without a branch on
+    /// whether the cell holds an entry.
+    #[inline(always)]
+    pub(crate) fn namespace_or(&self, set: u32, ns: u32, fallback: ListRef) -> ListRef {
+        match self {
+            KeyedTables::Shared(m) => m.get(table_key(set, TableKind::Namespace, ns)).unwrap_or(fallback),
+            KeyedTables::Packed(p) => {
+                let cell = p.namespace_cell(set, ns).copied().unwrap_or(ABSENT);
+                let (start, end) = unpack(cell);
+                // All ones when the cell is absent: a select by mask, not a branch.
+                let absent = u32::from(cell == ABSENT).wrapping_neg();
+                ((start & !absent) | (fallback.0 & absent), (end & !absent) | (fallback.1 & absent))
+            }
         }
     }
 
