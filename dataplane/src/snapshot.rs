@@ -16,7 +16,8 @@
 //!   rule);
 //! - rule set → a base port list (rules allowing any remote), identity and namespace
 //!   tables (selector peers, `keyed`: one shared hash map keyed by (rule set, identity)
-//!   or (rule set, namespace), packed in a flattened copy; the remote endpoint's
+//!   or (rule set, namespace); in a flattened copy a ranked presence bitmap of rule
+//!   sets × classes and a dense rule set × namespace array; the remote endpoint's
 //!   identity, else its namespace, else the base list: each table's lists include
 //!   what the later ones would add), and disjoint
 //!   address segments (ipBlock peers; their starts in blocks of 16 behind an index
@@ -44,14 +45,12 @@
 //!
 //! On large snapshots nearly every one of those steps is a cache miss, and each waits
 //! for the one before. `classify_burst` (what a worker hands a burst of new flows)
-//! therefore runs the same steps as a staged pipeline over chunks of `BURST_CHUNK`
-//! probes, each stage doing one step for the whole chunk and requesting (prefetching)
-//! what the next stage reads, so a chunk's misses are in flight together: (1) both
-//! address slots; (2) ends resolved (with their records), self/node/not-policed
-//! settled, each isolated side's rule-set layout and its peer's identity and namespace
-//! table slots; (3) selector port lists, their entries; (4) the selector rule, the
-//! remote's segment arrays when the address part may still decide; (5) the segment
-//! search, the segment's entries; (6) verdicts. Verdicts are `classify`'s exactly.
+//! therefore takes the first two steps for a chunk of `BURST_CHUNK` probes at a time,
+//! requesting (prefetching) what the next reads, so that those misses are in flight
+//! together: (1) both address slots of every probe; (2) the ends resolved, and for each
+//! pod end its rule set's layout and its peer's identity word and namespace cell; then
+//! (3) each probe classified from its ends as `classify` does, the port entries and
+//! segments left to the core's speculation. Verdicts are `classify`'s exactly.
 
 mod addr;
 mod builder;
@@ -84,26 +83,22 @@ pub const ANY_PROTO: u8 = 255;
 /// Port lists up to this long are scanned; longer ones are binary-searched.
 const LINEAR_SCAN: usize = 8;
 
-/// Probes `classify_burst` carries through its stages together: enough misses in
-/// flight to cover memory latency, few enough that the stage state stays in L1.
+/// Probes `classify_burst` takes through its passes together: enough misses in flight
+/// to cover memory latency, few enough that the resolved ends stay in L1 (8 and 32
+/// measured within noise of 16 at 50k pods × 10k policies).
 const BURST_CHUNK: usize = 16;
 
 /// Snapshots whose lookup structures span at most this many bytes (`lookup_bytes`)
 /// stay cache-resident under a stream of lookups: `classify_burst` classifies their
-/// probes one at a time, as its stages only pay off when lookups miss. Measured on
-/// flattened snapshots (benches/classify.rs, stages forced vs single lookups, 2-core
-/// VM with 2 MiB L2 per core, load ~3.5): single lookups were faster up to 8.6 MiB
-/// (50k pods × 100 policies at 2.8 MiB: 47 vs 25 M/s; 50k × 1k at 8.6 MiB: 17 vs
-/// 15 M/s; 10k × 10k at 3.7 MiB: even), the stages from 50k × 10k (50 MiB: 8.6 vs
-/// 5.7 M/s). In a worker, though, the flow table and the frames share the cache with
-/// the snapshot: benches/pipeline.rs `new_flow_burst` on 10k × 10k (3.7 MiB) took
-/// 205-214 ns per packet with the stages against 228-231 ns with single lookups
-/// (alternating binaries, taskset -c 1, load 1.0), and benches/acl.rs's 10k rules
-/// (1.6 MiB of long port lists) gained ~15 % from the stages; hence 2 MiB, what
-/// stays resident beside a worker's other data. The flattened copy of 10k × 10k,
-/// packed (`flatten`), spans about 1.45 MiB: single lookups there took 56 ns against
-/// 77 ns with the stages forced, and `new_flow_burst` on it 164 ns per packet either
-/// way (23:20 UTC, load 1.8).
+/// probes one at a time, as its passes only pay off when lookups miss. What decides
+/// is a worker, where the flow table and the frames share the cache with the
+/// snapshot: benches/pipeline.rs `new_flow_burst` (2026-12-07, taskset -c 1, passes
+/// forced against single lookups, ns per new-flow packet) took 121 against 116 on the
+/// flattened 10k pods × 10k policies (1.4 MB of lookup structures), 190 against 235
+/// on its chunked snapshot (4.3 MB), 169 against 218 on the flattened 50k × 10k
+/// (10.7 MB), 286 against 469 on its chunked one (53 MB); hence 2 MiB. Alone
+/// (benches/classify.rs) single lookups of the flattened 50k × 10k are a little
+/// faster (about 50 against 57 ns), as nothing else evicts their lines.
 const RESIDENT_BYTES: usize = 2 << 20;
 
 /// "No value" in the u32 index fields below.
@@ -307,6 +302,17 @@ pub(crate) enum End<'a> {
     Unknown,
     Node(u32),
     Pod(u32, &'a Endpoint),
+}
+
+impl<'a> End<'a> {
+    /// The pod's record, if the end is a pod.
+    #[inline(always)]
+    fn endpoint(self) -> Option<&'a Endpoint> {
+        match self {
+            End::Pod(_, e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -573,6 +579,34 @@ impl Snapshot {
         self.finish_side(set, default, list, remote, peer.is_some(), proto, port)
     }
 
+    /// `classify` once the address maps have resolved its ends.
+    #[inline(always)]
+    fn classify_ends(&self, s_end: End<'_>, d_end: End<'_>, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
+        let (src_ep, dst_ep) = match self.endpoints_of(s_end, d_end) {
+            Ok(eps) => eps,
+            Err(v) => return v,
+        };
+        // Both sides' table probes are independent cache misses on large snapshots:
+        // start them together rather than one after the other's branches resolve.
+        if let (Some(s), Some(d)) = (src_ep, dst_ep) {
+            if s.egress != NONE {
+                self.keyed.prefetch_identity(s.egress, d.identity);
+            }
+            if d.ingress != NONE {
+                self.keyed.prefetch_identity(d.ingress, s.identity);
+            }
+        }
+        let (egress_ok, egress_rule) = match src_ep {
+            Some(e) => self.side(e.egress, e.egress_default, dst, dst_ep, proto, dst_port),
+            None => (true, NO_RULE),
+        };
+        let (ingress_ok, ingress_rule) = match dst_ep {
+            Some(e) => self.side(e.ingress, e.ingress_default, src, src_ep, proto, dst_port),
+            None => (true, NO_RULE),
+        };
+        combine(egress_ok, egress_rule, ingress_ok, ingress_rule)
+    }
+
     /// `classify_burst` through the staged pipeline whatever the snapshot's size (the
     /// tests check it on small snapshots, which `classify_burst` classifies singly).
     fn classify_staged(&self, probes: &[Probe], out: &mut [Verdict]) {
@@ -581,110 +615,38 @@ impl Snapshot {
         }
     }
 
-    /// `classify_burst` for up to `BURST_CHUNK` probes: each stage does one step of
-    /// every probe and requests what the next step reads, so a chunk's misses overlap.
+    /// `classify_burst` for up to `BURST_CHUNK` probes in three passes: request every
+    /// probe's address slots; resolve its ends and request, for each pod end, its rule
+    /// set's layout and its peer's identity word and namespace cell; then classify each
+    /// from its ends. The first two passes put a chunk's misses on the lines every
+    /// lookup reads in flight together; the rest (port entries, segments) is left to the
+    /// core's own speculation, which a pass per step (six stages with their state carried
+    /// between them, before 2026-12-07) cost more than it saved.
     #[inline(always)]
     fn classify_chunk(&self, probes: &[Probe], out: &mut [Verdict]) {
         let n = probes.len().min(BURST_CHUNK);
         let (probes, out) = (&probes[..n], &mut out[..n]);
-        // Stage 1: both address slots of every probe.
         for p in probes {
             self.prefetch_ends(p.src, p.dst);
         }
-        // Stage 2: resolve the ends (the slots hold the endpoint records) and settle
-        // what needs no rule set; request each isolated side's layout and its peer's
-        // identity and namespace table slots. Side 0 is the source's egress (remote:
-        // the destination), side 1 the destination's ingress.
-        let mut sides: [(Option<&Endpoint>, Option<&Endpoint>); BURST_CHUNK] =
-            [(None, None); BURST_CHUNK];
-        let mut work = [[SideWork::IDLE; 2]; BURST_CHUNK];
-        let mut open = [false; BURST_CHUNK];
-        for i in 0..n {
-            match self.endpoints_of(self.end(probes[i].src), self.end(probes[i].dst)) {
-                Err(v) => out[i] = v,
-                Ok((s, d)) => {
-                    sides[i] = (s, d);
-                    open[i] = true;
-                    if let Some(s) = s {
-                        work[i][0].set = s.egress;
-                        self.prefetch_side(s.egress, d);
-                    }
-                    if let Some(d) = d {
-                        work[i][1].set = d.ingress;
-                        self.prefetch_side(d.ingress, s);
-                    }
-                }
+        let mut ends: [(End<'_>, End<'_>); BURST_CHUNK] = [(End::Unknown, End::Unknown); BURST_CHUNK];
+        for (e, p) in ends.iter_mut().zip(probes) {
+            *e = (self.end(p.src), self.end(p.dst));
+            let (s, d) = (e.0.endpoint(), e.1.endpoint());
+            if let Some(s) = s {
+                self.prefetch_side(s.egress, d);
+            }
+            if let Some(d) = d {
+                self.prefetch_side(d.ingress, s);
             }
         }
-        let remote = |p: &Probe, k: usize| if k == 0 { p.dst } else { p.src };
-        // Stage 3: the selector part's port lists; request their entries.
-        for i in (0..n).filter(|&i| open[i]) {
-            let peers = [sides[i].1, sides[i].0];
-            for (w, peer) in work[i].iter_mut().zip(peers) {
-                if w.set != NONE {
-                    w.list = self.selector_list(w.set, &self.rule_sets[w.set as usize], peer);
-                    self.prefetch_list(w.list);
-                }
-            }
-        }
-        // Stage 4: the selector part's rule; where the address part may still decide,
-        // request the remote's segment starts and lists.
-        for i in (0..n).filter(|&i| open[i]) {
-            let (p, peers) = (&probes[i], [sides[i].1, sides[i].0]);
-            for (k, w) in work[i].iter_mut().enumerate() {
-                if w.set != NONE {
-                    w.best = self.list_rule(w.list, p.proto, p.dst_port);
-                    let layout = &self.rule_sets[w.set as usize];
-                    let pod = peers[k].is_some();
-                    if w.best > layout.addr_bound(pod) && !layout.pod_list_known(pod, remote(p, k)) {
-                        self.prefetch_segments(layout, remote(p, k));
-                    }
-                }
-            }
-        }
-        // Stage 5: the segment search; request the segment's port entries.
-        for i in (0..n).filter(|&i| open[i]) {
-            let (p, peers) = (&probes[i], [sides[i].1, sides[i].0]);
-            for (k, w) in work[i].iter_mut().enumerate() {
-                if w.set != NONE {
-                    let layout = &self.rule_sets[w.set as usize];
-                    let pod = peers[k].is_some();
-                    if w.best > layout.addr_bound(pod) {
-                        if let Some(seg) = self.segment_list(layout, remote(p, k), pod) {
-                            w.list = seg;
-                            self.prefetch_list(seg);
-                            continue;
-                        }
-                    }
-                    w.list = (0, 0);
-                }
-            }
-        }
-        // Stage 6: the segment's rule; verdicts.
-        for i in (0..n).filter(|&i| open[i]) {
-            let p = &probes[i];
-            let decide = |w: &SideWork, default: RuleId| {
-                if w.set == NONE {
-                    return (true, NO_RULE);
-                }
-                match w.best.min(self.list_rule(w.list, p.proto, p.dst_port)) {
-                    NONE => (false, default),
-                    r => (true, r),
-                }
-            };
-            let (egress_ok, egress_rule) = match sides[i].0 {
-                Some(e) => decide(&work[i][0], e.egress_default),
-                None => (true, NO_RULE),
-            };
-            let (ingress_ok, ingress_rule) = match sides[i].1 {
-                Some(e) => decide(&work[i][1], e.ingress_default),
-                None => (true, NO_RULE),
-            };
-            out[i] = combine(egress_ok, egress_rule, ingress_ok, ingress_rule);
+        for ((e, p), v) in ends.iter().zip(probes).zip(out.iter_mut()) {
+            *v = self.classify_ends(e.0, e.1, p.src, p.dst, p.proto, p.dst_port);
         }
     }
 
-    /// Stage 2 for one side decided by rule set `set` with remote endpoint `peer`.
+    /// Request what one side decided by rule set `set` with remote endpoint `peer`
+    /// reads first: the set's layout and the peer's identity word and namespace cell.
     #[inline(always)]
     fn prefetch_side(&self, set: u32, peer: Option<&Endpoint>) {
         if set == NONE {
@@ -696,56 +658,6 @@ impl Snapshot {
             self.keyed.prefetch_namespace(set, p.namespace);
         }
     }
-
-    /// Request the first line of what `list_rule(list, ..)` reads first: the entries
-    /// of a short list, the keys of a long one.
-    #[inline(always)]
-    fn prefetch_list(&self, list: ListRef) {
-        if (list.1 - list.0) as usize > LINEAR_SCAN {
-            if let Some(k) = self.port_keys.get(list.0 as usize) {
-                prefetch_read(k);
-            }
-        } else if let Some(e) = self.port_entries.get(list.0 as usize) {
-            prefetch_read(e);
-        }
-    }
-
-    /// Request what `segment_list(layout, remote)` reads first: the index (or, for a
-    /// short run, all the starts) and the ends of the lists (all of them for the short
-    /// runs most rule sets have).
-    #[inline(always)]
-    fn prefetch_segments(&self, layout: &RuleSetLayout, remote: IpAddr) {
-        fn ends<S: Copy, L: Copy>(starts: &CowVec<S>, lists: &CowVec<L>, start: u32, len: u32) {
-            if len != 0 {
-                let (first, n) = (start as usize, len as usize);
-                let m = seg_index_len(n);
-                let lists_at = first + m;
-                prefetch_read(&starts[first]);
-                prefetch_read(&starts[if m == 0 { first + n - 1 } else { lists_at - 1 }]);
-                prefetch_read(&lists[lists_at]);
-                prefetch_read(&lists[lists_at + n - 1]);
-            }
-        }
-        match remote {
-            IpAddr::V4(_) => ends(&self.seg_v4_start, &self.seg_v4_list, layout.v4_start, layout.v4_len),
-            IpAddr::V6(_) => ends(&self.seg_v6_start, &self.seg_v6_list, layout.v6_start, layout.v6_len),
-        }
-    }
-}
-
-/// One side of a probe as `classify_burst` carries it between stages.
-#[derive(Clone, Copy)]
-struct SideWork {
-    /// Rule set deciding the side; `NONE` when it is not isolated or not a pod.
-    set: u32,
-    /// The selector part's port list, then (stage 5 on) the remote segment's.
-    list: ListRef,
-    /// The selector part's rule (stage 4 on).
-    best: RuleId,
-}
-
-impl SideWork {
-    const IDLE: SideWork = SideWork { set: NONE, list: (0, 0), best: NONE };
 }
 
 /// The verdict of two sides' decisions.
@@ -862,32 +774,10 @@ impl Classifier for Snapshot {
 
     #[inline]
     fn classify(&self, src: IpAddr, dst: IpAddr, proto: u8, dst_port: u16) -> Verdict {
-        let (src_ep, dst_ep) = match self.endpoints_of(self.end(src), self.end(dst)) {
-            Ok(eps) => eps,
-            Err(v) => return v,
-        };
-        // Both sides' table probes are independent cache misses on large snapshots:
-        // start them together rather than one after the other's branches resolve.
-        if let (Some(s), Some(d)) = (src_ep, dst_ep) {
-            if s.egress != NONE {
-                self.keyed.prefetch_identity(s.egress, d.identity);
-            }
-            if d.ingress != NONE {
-                self.keyed.prefetch_identity(d.ingress, s.identity);
-            }
-        }
-        let (egress_ok, egress_rule) = match src_ep {
-            Some(e) => self.side(e.egress, e.egress_default, dst, dst_ep, proto, dst_port),
-            None => (true, NO_RULE),
-        };
-        let (ingress_ok, ingress_rule) = match dst_ep {
-            Some(e) => self.side(e.ingress, e.ingress_default, src, src_ep, proto, dst_port),
-            None => (true, NO_RULE),
-        };
-        combine(egress_ok, egress_rule, ingress_ok, ingress_rule)
+        self.classify_ends(self.end(src), self.end(dst), src, dst, proto, dst_port)
     }
 
-    /// The staged pipeline of the module doc, `BURST_CHUNK` probes at a time.
+    /// The chunked passes of the module doc, `BURST_CHUNK` probes at a time.
     fn classify_burst(&self, probes: &[Probe], out: &mut [Verdict]) {
         assert!(
             out.len() >= probes.len(),
