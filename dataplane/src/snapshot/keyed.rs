@@ -49,7 +49,7 @@ pub(crate) enum KeyedTables {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PackedTables {
-    /// `set << class_bits | class` → packed list.
+    /// (rule set, class) → packed list.
     identity: IdentityTable,
     /// `namespace[set * namespaces + ns]`: packed list or `ABSENT`.
     namespace: std::sync::Arc<[Packed]>,
