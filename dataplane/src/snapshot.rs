@@ -101,6 +101,12 @@ const BURST_CHUNK: usize = 16;
 /// faster (about 50 against 57 ns), as nothing else evicts their lines.
 const RESIDENT_BYTES: usize = 2 << 20;
 
+/// Bits a field needs to hold `n` (what the packed forms' widths are sized by).
+#[inline]
+pub(crate) fn bits_for(n: usize) -> u32 {
+    usize::BITS - n.leading_zeros()
+}
+
 /// "No value" in the u32 index fields below.
 const NONE: u32 = u32::MAX;
 /// Marks an address-map value (an id in the v6 map, an `Endpoint::id` in the v4 map)

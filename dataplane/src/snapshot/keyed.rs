@@ -24,7 +24,7 @@
 
 use super::flat::FlatMap;
 use super::ranked::RankedTable;
-use super::{table_key, ListRef, TableKind};
+use super::{bits_for, table_key, ListRef, TableKind};
 
 /// A packed cell or value: a port list as `start << LEN_BITS | length`.
 type Packed = u32;
@@ -254,9 +254,8 @@ impl PackedTables {
         let identity = if ranked_bytes_per_entry != 0 && RankedTable::bitmap_bytes(sets, classes) <= ranked_limit {
             IdentityTable::Ranked(RankedTable::new(sets, classes, &cells_of))
         } else {
-            let bits = |n: usize| usize::BITS - n.leading_zeros();
-            let class_bits = bits(classes);
-            if class_bits >= 32 || bits(sets) + class_bits > 32 {
+            let class_bits = bits_for(classes);
+            if class_bits >= 32 || bits_for(sets) + class_bits > 32 {
                 return None;
             }
             let ids = cells_of.into_iter().map(|(set, class, p)| ((set << class_bits) | class, p)).collect();

@@ -27,6 +27,14 @@ struct Word {
     base: u32,
 }
 
+impl Word {
+    /// The rank of the cell at `bit`: present cells before this word and below `bit`.
+    #[inline(always)]
+    fn rank(&self, bit: u32) -> u32 {
+        self.base + (self.bits & ((1u64 << bit) - 1)).count_ones()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RankedTable {
     /// Row `r`'s columns `64 k..64 k + 64` are `words[r * words_per_row + k]`.
@@ -88,8 +96,7 @@ impl RankedTable {
         if w.bits >> bit & 1 == 0 {
             return None;
         }
-        let rank = w.base + (w.bits & ((1u64 << bit) - 1)).count_ones();
-        self.values.get(rank as usize).copied()
+        self.values.get(w.rank(bit) as usize).copied()
     }
 
     /// Start loading the word `get(row, column)` reads first.
@@ -114,10 +121,7 @@ impl RankedTable {
         let per_row = self.words_per_row.max(1);
         self.words.iter().enumerate().flat_map(move |(i, w)| {
             let (row, first) = ((i / per_row) as u32, (i % per_row) as u32 * 64);
-            (0..64u32).filter(move |b| w.bits >> b & 1 != 0).map(move |b| {
-                let rank = w.base + (w.bits & ((1u64 << b) - 1)).count_ones();
-                (row, first + b, self.values[rank as usize])
-            })
+            (0..64u32).filter(move |b| w.bits >> b & 1 != 0).map(move |b| (row, first + b, self.values[w.rank(b) as usize]))
         })
     }
 }

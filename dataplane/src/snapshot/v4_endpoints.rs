@@ -13,7 +13,7 @@
 //! record form.
 
 use super::flat::FlatMap;
-use super::{End, Endpoint, NODE_BIT, NONE, NO_ENDPOINT};
+use super::{bits_for, End, Endpoint, NODE_BIT, NONE, NO_ENDPOINT};
 use hashbrown::HashMap;
 use std::sync::Arc;
 
@@ -68,9 +68,8 @@ impl V4Endpoints {
                 _ => NONE,
             })
             .collect();
-        let bits = |n: usize| usize::BITS - n.leading_zeros();
-        let profile_bits = bits(profiles.len());
-        if bits(endpoints) + profile_bits > bits_limit {
+        let profile_bits = bits_for(profiles.len());
+        if bits_for(endpoints) + profile_bits > bits_limit {
             return V4Endpoints::Records(FlatMap::flat_from(NO_ENDPOINT, records));
         }
         let slots = records
