@@ -188,7 +188,11 @@ impl KeyedTables {
         match self {
             KeyedTables::Shared(m) => m.prefetch(table_key(set, TableKind::Namespace, ns)),
             KeyedTables::Packed(p) => {
-                if let Some(c) = p.namespace_cell(set, ns) {
+                // Clamped, not checked: `classify_burst` requests a cell for sides that
+                // have none (no rule set, or a remote that is not a pod) rather than
+                // branch on whether they do; some line of the array is as good.
+                let i = set as usize * p.namespaces as usize + ns.min(p.namespaces) as usize;
+                if let Some(c) = p.namespace.get(i.min(p.namespace.len().saturating_sub(1))) {
                     crate::dpdk::prefetch::prefetch_read(c);
                 }
             }
@@ -216,6 +220,13 @@ impl KeyedTables {
             KeyedTables::Shared(m) => m.len() * 2 * std::mem::size_of::<(u64, ListRef)>(),
             KeyedTables::Packed(p) => p.identity_bytes() + p.namespace.len() * std::mem::size_of::<Packed>(),
         }
+    }
+
+    /// Whether these are a flattened copy's packed tables, which hold a row (a namespace
+    /// row and an identity row) for every rule set.
+    #[inline(always)]
+    pub(crate) fn is_packed(&self) -> bool {
+        matches!(self, KeyedTables::Packed(_))
     }
 
     pub(crate) fn is_flat(&self) -> bool {

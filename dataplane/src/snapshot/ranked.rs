@@ -99,10 +99,13 @@ impl RankedTable {
         self.values.get(w.rank(bit) as usize).copied()
     }
 
-    /// Start loading the word `get(row, column)` reads first.
+    /// Start loading the word `get(row, column)` reads first. Clamped, not checked: a
+    /// caller may request a cell outside the table (`classify_burst` does rather than
+    /// branch on whether a side has one), and some line of the table is as good.
     #[inline(always)]
     pub(crate) fn prefetch(&self, row: u32, column: u32) {
-        if let Some((w, _)) = self.word(row, column) {
+        let i = row as usize * self.words_per_row + (column.min(self.columns) / 64) as usize;
+        if let Some(w) = self.words.get(i.min(self.words.len().saturating_sub(1))) {
             crate::dpdk::prefetch::prefetch_read(w);
         }
     }

@@ -303,25 +303,36 @@ fn burst_matches_classify_on_fixtures() {
         ["10.0.0.1", "10.0.0.2", "fd00::2", "fd00::9", "192.168.0.1", "10.0.0.9", "10.0.1.0", "8.8.8.8"].map(ip).to_vec();
     let picks: Vec<_> = (0..200).map(|i| (i * 7, i * 3 + i / 8, i, [80, 81, 999, 1000, 1500, 2000, 0][i % 7])).collect();
     assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    assert_burst_matches_classify(&s.flattened(), &random_probes(&addrs, &picks));
     let (s, _) = identity_fixture();
     let addrs: Vec<IpAddr> = ["10.0.0.1", "10.0.0.9", "10.0.0.2", "10.0.0.10", "10.0.0.3", "8.8.8.8"].map(ip).to_vec();
     let picks: Vec<_> = (0..200).map(|i| (i * 5 + i / 6, i * 11, i, [1, 80, 85, 90, 95, 100][i % 6])).collect();
     assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+    assert_burst_matches_classify(&s.flattened(), &random_probes(&addrs, &picks));
     assert_burst_matches_classify(&Snapshot::empty(1), &random_probes(&addrs, &picks[..3]));
+    assert_burst_matches_classify(&Snapshot::empty(1).flattened(), &random_probes(&addrs, &picks[..3]));
     assert_burst_matches_classify(&s, &[]);
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
     /// `classify_burst` gives exactly `classify`'s verdicts, bursts of any length
-    /// (across the pipeline's chunk boundaries) over random snapshots.
+    /// (across the pipeline's chunk boundaries) over random snapshots, chunked and
+    /// flattened (whose packed tables the passes read without checking for entries).
     #[test]
     fn burst_matches_classify_on_random_snapshots(
         seed in proptest::prelude::any::<u64>(),
         picks in proptest::collection::vec((0usize..64, 0usize..64, 0usize..4, 76u16..86), 0..80),
     ) {
         let (s, addrs) = random_snapshot(seed);
-        assert_burst_matches_classify(&s, &random_probes(&addrs, &picks));
+        let probes = random_probes(&addrs, &picks);
+        assert_burst_matches_classify(&s, &probes);
+        let flat = s.flattened();
+        assert_burst_matches_classify(&flat, &probes);
+        // And the flattened copy decides like the snapshot it was made from.
+        for p in &probes {
+            proptest::prop_assert_eq!(flat.classify(p.src, p.dst, p.proto, p.dst_port), s.classify(p.src, p.dst, p.proto, p.dst_port));
+        }
     }
 }
 
