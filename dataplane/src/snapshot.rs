@@ -698,11 +698,12 @@ fn combine(
     ingress_ok: bool,
     ingress_rule: RuleId,
 ) -> Verdict {
-    let (action, reason) = match (egress_ok, ingress_ok) {
-        (true, true) => (Action::Allow, Reason::Allowed),
-        (false, _) => (Action::Deny, Reason::DeniedByEgress),
-        (true, false) => (Action::Deny, Reason::DeniedByIngress),
-    };
+    // Indexed, not branched on: whether a side allowed is the last thing a lookup
+    // learns, so a mispredicted branch here is resolved late (flat burst at 50k pods
+    // × 10k policies 17.1-17.8 -> 18.0-18.6 M/s, three alternations).
+    const OUTCOMES: [(Action, Reason); 3] =
+        [(Action::Allow, Reason::Allowed), (Action::Deny, Reason::DeniedByEgress), (Action::Deny, Reason::DeniedByIngress)];
+    let (action, reason) = OUTCOMES[usize::from(!egress_ok) | usize::from(egress_ok & !ingress_ok) << 1];
     Verdict {
         action,
         reason,
