@@ -48,9 +48,12 @@
 //! therefore takes the first two steps for a chunk of `BURST_CHUNK` probes at a time,
 //! requesting (prefetching) what the next reads, so that those misses are in flight
 //! together: (1) both address slots of every probe; (2) the ends resolved, and for each
-//! pod end its rule set's layout and its peer's identity word and namespace cell; then
-//! (3) each probe classified from its ends as `classify` does, the port entries and
-//! segments left to the core's speculation. Verdicts are `classify`'s exactly.
+//! side its rule set's layout and its peer's identity word and namespace cell (asked
+//! for every side, isolated or not, pod peer or not, rather than branched on); then
+//! (3) each probe classified from its ends as `classify` does, reading a flattened
+//! copy's packed tables without checking whether the rule set has entries, the port
+//! entries and segments left to the core's speculation. Verdicts are `classify`'s
+//! exactly.
 
 mod addr;
 mod builder;
@@ -640,9 +643,9 @@ impl Snapshot {
     }
 
     /// `classify_burst` for up to `BURST_CHUNK` probes in three passes: request every
-    /// probe's address slots; resolve its ends and request, for each pod end, its rule
-    /// set's layout and its peer's identity word and namespace cell; then classify each
-    /// from its ends. The first two passes put a chunk's misses on the lines every
+    /// probe's address slots; resolve its ends and request, for each side, its rule
+    /// set's layout and its peer's identity word and namespace cell (`prefetch_side`);
+    /// then classify each from its ends. The first two passes put a chunk's misses on the lines every
     /// lookup reads in flight together; the rest (port entries, segments) is left to the
     /// core's own speculation, which a pass per step (six stages with their state carried
     /// between them, before 2026-12-07) cost more than it saved.
