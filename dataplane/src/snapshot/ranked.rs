@@ -35,12 +35,18 @@ impl Word {
     }
 }
 
+/// Words a row of `columns` columns takes, with room for one more column, which is
+/// never present (see `RankedTable::word`).
+fn words_per_row(columns: usize) -> usize {
+    (columns + 1).div_ceil(64)
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RankedTable {
     /// Row `r`'s columns `64 k..64 k + 64` are `words[r * words_per_row + k]`.
     words: Arc<[Word]>,
     words_per_row: usize,
-    /// Columns a row has (a greater one has no cell).
+    /// Columns a row has (a greater one has no cell; its reads go to column `columns`).
     columns: u32,
     /// The values of the present cells, in (row, column) order.
     values: Arc<[u32]>,
@@ -50,13 +56,13 @@ impl RankedTable {
     /// Bytes of the bitmap of `rows` × `columns` cells (what to weigh against a map's
     /// slots before building one).
     pub(crate) fn bitmap_bytes(rows: usize, columns: usize) -> usize {
-        rows.saturating_mul(columns.div_ceil(64)).saturating_mul(std::mem::size_of::<Word>())
+        rows.saturating_mul(words_per_row(columns)).saturating_mul(std::mem::size_of::<Word>())
     }
 
     /// A table of `rows` rows of `columns` columns holding `entries` (row, column,
     /// value), each (row, column) at most once and inside the table.
     pub(crate) fn new(rows: usize, columns: usize, entries: &[(u32, u32, u32)]) -> RankedTable {
-        let words_per_row = columns.div_ceil(64);
+        let words_per_row = words_per_row(columns);
         let mut words = vec![Word::default(); rows * words_per_row];
         let mut sorted = entries.to_vec();
         sorted.sort_unstable_by_key(|&(row, column, _)| (row, column));
@@ -82,9 +88,11 @@ impl RankedTable {
     /// The word holding (`row`, `column`), and the column's bit in it.
     #[inline(always)]
     fn word(&self, row: u32, column: u32) -> Option<(&Word, u32)> {
-        if column >= self.columns {
-            return None;
-        }
+        // A column past the table's reads column `columns`, whose bit is never set
+        // (every row has room for it): a clamp, not a branch, since which remotes have
+        // no column (identities without entries: a class of their own) is data the
+        // lookup cannot predict.
+        let column = column.min(self.columns);
         let w = self.words.get(row as usize * self.words_per_row + (column / 64) as usize)?;
         Some((w, column % 64))
     }
