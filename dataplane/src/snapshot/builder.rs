@@ -18,7 +18,7 @@ use super::cow::{chunk_shift, CowVec};
 use super::flat::FlatMap;
 use super::keyed::KeyedTables;
 use super::v4_endpoints::V4Endpoints;
-use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, NO_ENDPOINT, SEARCH};
+use super::{segment_run, table_key, AddressSet, Endpoint, ListRef, FILLER_ENTRY, PortEntry, RuleSetLayout, Snapshot, TableKind, ANY_PROTO, NODE_BIT, NONE, NO_ENDPOINT, SEARCH};
 use crate::verdict::RuleId;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -129,8 +129,8 @@ impl SnapshotBuilder {
                 seg_v4_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u32>()),
                 seg_v6_start: CowVec::new(0),
                 seg_v6_list: CowVec::with_chunk_shift(NO_LIST, chunk_shift::<u128>()),
-                port_entries: CowVec::new(PortEntry::new(0, 1, 0, NONE)),
-                port_keys: CowVec::with_chunk_shift(PortEntry::new(0, 1, 0, NONE).key, chunk_shift::<PortEntry>()),
+                port_entries: CowVec::new(FILLER_ENTRY),
+                port_keys: CowVec::with_chunk_shift(FILLER_ENTRY.key, chunk_shift::<PortEntry>()),
                 port_lists: 0,
                 rule_names: CowVec::new(0),
                 name_spans: CowVec::new((0, 0)),
