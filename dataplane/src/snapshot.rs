@@ -711,10 +711,7 @@ impl Snapshot {
             self.keyed.prefetch_identity(set, peer.identity);
             self.keyed.prefetch_namespace(set, peer.namespace);
         } else if set != NONE && peer.identity != NONE {
-            let set = set.min(self.rule_sets.len().saturating_sub(1) as u32);
-            if let Some(layout) = self.rule_sets.get(set as usize) {
-                prefetch_read(layout);
-            }
+            prefetch_read(&self.rule_sets[set as usize]);
             self.keyed.prefetch_identity(set, peer.identity);
             self.keyed.prefetch_namespace(set, peer.namespace);
         }

@@ -191,7 +191,7 @@ impl KeyedTables {
                 // Clamped, not checked: `classify_burst` requests a cell for sides that
                 // have none (no rule set, or a remote that is not a pod) rather than
                 // branch on whether they do; some line of the array is as good.
-                let i = set as usize * p.namespaces as usize + ns.min(p.namespaces) as usize;
+                let i = p.cell_index(set, ns.min(p.namespaces));
                 if let Some(c) = p.namespace.get(i.min(p.namespace.len().saturating_sub(1))) {
                     crate::dpdk::prefetch::prefetch_read(c);
                 }
@@ -311,7 +311,13 @@ impl PackedTables {
         if ns >= self.namespaces {
             return None;
         }
-        self.namespace.get(set as usize * self.namespaces as usize + ns as usize)
+        self.namespace.get(self.cell_index(set, ns))
+    }
+
+    /// Index in `namespace` of (`set`, `ns`) (`ns` below `namespaces` for its own cell).
+    #[inline(always)]
+    fn cell_index(&self, set: u32, ns: u32) -> usize {
+        set as usize * self.namespaces as usize + ns as usize
     }
 
     fn entries(&self) -> Vec<(u64, ListRef)> {

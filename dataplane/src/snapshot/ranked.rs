@@ -85,16 +85,22 @@ impl RankedTable {
         }
     }
 
+    /// Index in `words` of the word holding (`row`, `column`), and the column's bit in
+    /// it. A column past the table's reads column `columns`, whose bit is never set
+    /// (every row has room for it): a clamp, not a branch, since which remotes have no
+    /// column (identities without entries: a class of their own) is data the lookup
+    /// cannot predict.
+    #[inline(always)]
+    fn cell(&self, row: u32, column: u32) -> (usize, u32) {
+        let column = column.min(self.columns);
+        (row as usize * self.words_per_row + (column / 64) as usize, column % 64)
+    }
+
     /// The word holding (`row`, `column`), and the column's bit in it.
     #[inline(always)]
     fn word(&self, row: u32, column: u32) -> Option<(&Word, u32)> {
-        // A column past the table's reads column `columns`, whose bit is never set
-        // (every row has room for it): a clamp, not a branch, since which remotes have
-        // no column (identities without entries: a class of their own) is data the
-        // lookup cannot predict.
-        let column = column.min(self.columns);
-        let w = self.words.get(row as usize * self.words_per_row + (column / 64) as usize)?;
-        Some((w, column % 64))
+        let (i, bit) = self.cell(row, column);
+        Some((self.words.get(i)?, bit))
     }
 
     /// The value of (`row`, `column`), if present.
@@ -112,7 +118,7 @@ impl RankedTable {
     /// branch on whether a side has one), and some line of the table is as good.
     #[inline(always)]
     pub(crate) fn prefetch(&self, row: u32, column: u32) {
-        let i = row as usize * self.words_per_row + (column.min(self.columns) / 64) as usize;
+        let (i, _) = self.cell(row, column);
         if let Some(w) = self.words.get(i.min(self.words.len().saturating_sub(1))) {
             crate::dpdk::prefetch::prefetch_read(w);
         }

@@ -63,15 +63,10 @@ impl DenseRange {
     }
 
     /// Where `a`'s value is: an address outside the range reads the last, `NONE`,
-    /// clamped rather than branched on.
+    /// clamped rather than branched on (`values` holds at least that one).
     #[inline(always)]
-    fn index(&self, a: u32) -> usize {
-        (a.wrapping_sub(self.first) as usize).min(self.values.len() - 1)
-    }
-
-    #[inline(always)]
-    fn get(&self, a: u32) -> u32 {
-        self.values.get(self.index(a)).copied().unwrap_or(NONE)
+    fn slot(&self, a: u32) -> &u32 {
+        &self.values[(a.wrapping_sub(self.first) as usize).min(self.values.len() - 1)]
     }
 
     fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
@@ -100,7 +95,7 @@ impl PackedEndpoints {
     #[inline(always)]
     fn value(&self, a: u32) -> Option<u32> {
         if let Some(d) = &self.dense {
-            match d.get(a) {
+            match *d.slot(a) {
                 NONE => {}
                 v => return Some(v),
             }
@@ -214,11 +209,7 @@ impl V4Endpoints {
             V4Endpoints::Records(m) => m.prefetch(a),
             V4Endpoints::Packed(p) => match &p.dense {
                 // A pod's value is in the range, which is all a pod's lookup reads.
-                Some(d) => {
-                    if let Some(v) = d.values.get(d.index(a)) {
-                        crate::dpdk::prefetch::prefetch_read(v);
-                    }
-                }
+                Some(d) => crate::dpdk::prefetch::prefetch_read(d.slot(a)),
                 None => p.slots.prefetch(a),
             },
         }
